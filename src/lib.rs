@@ -18,4 +18,6 @@
 pub mod config;
 pub mod digest;
 pub mod event;
+pub mod manifest;
 pub mod metrics;
+pub mod openshift;
