@@ -28,10 +28,11 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// An error about `key`; the message is folded onto one line (regex and YAML errors span several).
     fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Key {
             key: key.into(),
-            message: message.into(),
+            message: message.into().split_whitespace().collect::<Vec<_>>().join(" "),
         }
     }
 }
