@@ -6,3 +6,4 @@ pub mod manifest;
 pub mod metrics;
 pub mod openshift;
 pub mod registry;
+pub mod queue;
