@@ -7,3 +7,4 @@ pub mod metrics;
 pub mod openshift;
 pub mod registry;
 pub mod queue;
+pub mod sink;
