@@ -57,12 +57,24 @@ impl Listeners {
 }
 
 /// Run the daemon until `shutdown` resolves.
-pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
     let started = Instant::now();
-    let tls = config.tls.as_ref().map(http::tls::server_config).transpose()?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(http::tls::server_config)
+        .transpose()?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let queue = Queue::open(&config.state_dir, config.worker.queue_capacity, metrics.clone())?;
+    let queue = Queue::open(
+        &config.state_dir,
+        config.worker.queue_capacity,
+        metrics.clone(),
+    )?;
     let processor = Arc::new(Processor::new(config.clone(), metrics.clone(), false).await?);
     let state = web::Data::new(AppState::new(
         config.clone(),
@@ -71,8 +83,11 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         processor.sink.clone(),
     ));
 
-    let workers = std::thread::available_parallelism().map(|n| n.get().min(2)).unwrap_or(1);
-    let public = http::public_server(state.clone(), listeners.public, workers, tls).map_err(AppError::Server)?;
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get().min(2))
+        .unwrap_or(1);
+    let public = http::public_server(state.clone(), listeners.public, workers, tls)
+        .map_err(AppError::Server)?;
     let admin = http::admin_server(state.clone(), listeners.admin).map_err(AppError::Server)?;
     let public_handle = public.handle();
     let admin_handle = admin.handle();
@@ -94,7 +109,12 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         }
     });
     let grace = config.worker.shutdown_grace;
-    let worker_task = tokio::spawn(worker::run(processor.clone(), queue.clone(), stop_rx, grace));
+    let worker_task = tokio::spawn(worker::run(
+        processor.clone(),
+        queue.clone(),
+        stop_rx,
+        grace,
+    ));
 
     info!(
         listen = %config.listen,

@@ -19,7 +19,11 @@ use crate::telemetry::LogFormat;
 use crate::worker::{JobError, Outcome, Processor, Request};
 
 #[derive(Debug, Parser)]
-#[command(name = "imagestream-ingest", version, about = "Registry push notifications → OpenShift ImageStreamMappings")]
+#[command(
+    name = "imagestream-ingest",
+    version,
+    about = "Registry push notifications → OpenShift ImageStreamMappings"
+)]
 pub struct Cli {
     /// Config file (YAML, SPEC §3).
     #[arg(long, global = true, env = "IMAGESTREAM_INGEST_CONFIG")]
@@ -88,10 +92,9 @@ impl CliError {
 }
 
 fn load(cli: &Cli) -> Result<Config, CliError> {
-    let path = cli
-        .config
-        .as_ref()
-        .ok_or_else(|| CliError::Usage("no config: pass --config FILE or set IMAGESTREAM_INGEST_CONFIG".into()))?;
+    let path = cli.config.as_ref().ok_or_else(|| {
+        CliError::Usage("no config: pass --config FILE or set IMAGESTREAM_INGEST_CONFIG".into())
+    })?;
     Ok(Config::load(path)?)
 }
 
@@ -105,7 +108,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::CheckConfig => {
-            let text = serde_yaml_ng::to_string(&config).map_err(|e| CliError::Runtime(e.to_string()))?;
+            let text =
+                serde_yaml_ng::to_string(&config).map_err(|e| CliError::Runtime(e.to_string()))?;
             print!("{text}");
             Ok(())
         }
@@ -141,15 +145,28 @@ pub fn parse_reference(reference: &str) -> Result<(String, String, Option<Digest
     Ok((repo.to_string(), tag.to_string(), digest))
 }
 
-async fn map(config: Config, registry: Option<String>, dry_run: bool, reference: &str) -> Result<(), CliError> {
+async fn map(
+    config: Config,
+    registry: Option<String>,
+    dry_run: bool,
+    reference: &str,
+) -> Result<(), CliError> {
     let (repository, tag, pinned) = parse_reference(reference)?;
     let registry = match registry {
         Some(r) if config.registry(&r).is_some() => r,
-        Some(r) => return Err(CliError::Usage(format!("--registry: no registry named `{r}`"))),
+        Some(r) => {
+            return Err(CliError::Usage(format!(
+                "--registry: no registry named `{r}`"
+            )));
+        }
         None => match config.registries.as_slice() {
             [only] => only.name.clone(),
             [] => return Err(CliError::Usage("the config has no registries".into())),
-            _ => return Err(CliError::Usage("several registries are configured: pass --registry".into())),
+            _ => {
+                return Err(CliError::Usage(
+                    "several registries are configured: pass --registry".into(),
+                ));
+            }
         },
     };
     let metrics = Arc::new(Metrics::new());
@@ -167,7 +184,8 @@ async fn map(config: Config, registry: Option<String>, dry_run: bool, reference:
     }
     tracing::info!(outcome = processed.outcome.label(), "map finished");
     if let Some(mapping) = processed.mapping {
-        let text = serde_json::to_string_pretty(&mapping).map_err(|e| CliError::Runtime(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&mapping).map_err(|e| CliError::Runtime(e.to_string()))?;
         println!("{text}");
     }
     Ok(())
@@ -189,17 +207,24 @@ async fn dead_letters(config: Config, action: DeadLetterAction) -> Result<(), Cl
     match via_daemon {
         Ok(resp) => {
             if !resp.status().is_success() {
-                return Err(CliError::Runtime(format!("admin endpoint answered {}", resp.status())));
+                return Err(CliError::Runtime(format!(
+                    "admin endpoint answered {}",
+                    resp.status()
+                )));
             }
-            let text = resp.text().await.map_err(|e| CliError::Runtime(e.to_string()))?;
+            let text = resp
+                .text()
+                .await
+                .map_err(|e| CliError::Runtime(e.to_string()))?;
             match action {
                 DeadLetterAction::List => {
-                    let dead: Vec<DeadLetter> =
-                        serde_json::from_str(&text).map_err(|e| CliError::Runtime(e.to_string()))?;
+                    let dead: Vec<DeadLetter> = serde_json::from_str(&text)
+                        .map_err(|e| CliError::Runtime(e.to_string()))?;
                     print_dead(&dead)
                 }
                 DeadLetterAction::Retry { .. } => {
-                    let r: RetryResponse = serde_json::from_str(&text).map_err(|e| CliError::Runtime(e.to_string()))?;
+                    let r: RetryResponse = serde_json::from_str(&text)
+                        .map_err(|e| CliError::Runtime(e.to_string()))?;
                     println!("{}", serde_json::json!({ "retried": r.retried }));
                     Ok(())
                 }
@@ -207,7 +232,11 @@ async fn dead_letters(config: Config, action: DeadLetterAction) -> Result<(), Cl
         }
         Err(e) if e.is_connect() => {
             // The daemon is not running: the store is ours to open.
-            let queue = Queue::open(&config.state_dir, config.worker.queue_capacity, Arc::new(Metrics::new()))?;
+            let queue = Queue::open(
+                &config.state_dir,
+                config.worker.queue_capacity,
+                Arc::new(Metrics::new()),
+            )?;
             let result = match action {
                 DeadLetterAction::List => print_dead(&queue.dead_letters()?),
                 DeadLetterAction::Retry { ids } => {

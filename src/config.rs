@@ -32,7 +32,11 @@ impl ConfigError {
     fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Key {
             key: key.into(),
-            message: message.into().split_whitespace().collect::<Vec<_>>().join(" "),
+            message: message
+                .into()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
 }

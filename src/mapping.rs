@@ -119,7 +119,8 @@ pub fn is_dns1123_label(s: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
         && (b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 /// An ImageStream name: a DNS-1123 subdomain-ish path segment (lowercase, digits, `-`, `.`, `_`), ≤ 253,
@@ -130,8 +131,9 @@ pub fn is_valid_stream_name(s: &str) -> bool {
         && b.len() <= 253
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
         && (b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'_'))
+        && b.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'_')
+        })
 }
 
 #[cfg(test)]
@@ -160,7 +162,11 @@ mod tests {
     fn repositories_outside_the_rules_are_ignored() {
         let c = config("");
         for repo in ["app", "a/b/c", "Team/app", "../x", "a/%2fb", "ns/ünï"] {
-            assert_eq!(resolve(&c.mappings, "corp", repo, "v1"), Err(Unmapped::NoRule), "{repo}");
+            assert_eq!(
+                resolve(&c.mappings, "corp", repo, "v1"),
+                Err(Unmapped::NoRule),
+                "{repo}"
+            );
         }
     }
 
@@ -170,11 +176,20 @@ mod tests {
             "mappings:\n  - registry: corp\n    repository: '^mirror/(?P<name>[a-z]+)$'\n    namespace: mirrors\n    imageStream: '{name}'\n    tags: '^v[0-9.]+$'\n  - registry: corp\n    repository: '^(?P<ns>[a-z]+)/(?P<name>[a-z]+)$'\n    namespace: 'apps-{ns}'\n    imageStream: '{name}'\n    createImageStream: true\n",
         );
         let t = resolve(&c.mappings, "corp", "mirror/nginx", "v1.2").expect("mapped");
-        assert_eq!((t.namespace.as_str(), t.stream.as_str(), t.create_stream), ("mirrors", "nginx", false));
-        assert_eq!(resolve(&c.mappings, "corp", "mirror/nginx", "latest"), Err(Unmapped::TagFiltered));
+        assert_eq!(
+            (t.namespace.as_str(), t.stream.as_str(), t.create_stream),
+            ("mirrors", "nginx", false)
+        );
+        assert_eq!(
+            resolve(&c.mappings, "corp", "mirror/nginx", "latest"),
+            Err(Unmapped::TagFiltered)
+        );
         let t = resolve(&c.mappings, "corp", "team/web", "latest").expect("mapped");
         assert_eq!(t.namespace, "apps-team");
-        assert_eq!(resolve(&c.mappings, "other", "team/web", "latest"), Err(Unmapped::NoRule));
+        assert_eq!(
+            resolve(&c.mappings, "other", "team/web", "latest"),
+            Err(Unmapped::NoRule)
+        );
     }
 
     #[test]
@@ -182,7 +197,10 @@ mod tests {
         let c = config(
             "mappings:\n  - registry: corp\n    repository: '^(?P<ns>[A-Za-z_]+)/(?P<name>[a-z]+)$'\n    namespace: '{ns}'\n    imageStream: '{name}'\n",
         );
-        assert_eq!(resolve(&c.mappings, "corp", "Bad_NS/app", "v1"), Err(Unmapped::InvalidNamespace));
+        assert_eq!(
+            resolve(&c.mappings, "corp", "Bad_NS/app", "v1"),
+            Err(Unmapped::InvalidNamespace)
+        );
     }
 
     #[test]

@@ -71,7 +71,11 @@ impl Env {
             emulator.add_namespace(ns);
         }
         let grants = opts.grants.unwrap_or_else(|| daemon_grants("team"));
-        emulator.add_token(CLUSTER_TOKEN, "system:serviceaccount:ingest:imagestream-ingest", &grants);
+        emulator.add_token(
+            CLUSTER_TOKEN,
+            "system:serviceaccount:ingest:imagestream-ingest",
+            &grants,
+        );
         let kubeconfig = emulator.write_kubeconfig(dir.path(), CLUSTER_TOKEN);
 
         let port = free_port();
@@ -87,7 +91,9 @@ impl Env {
             let daemon_dir = dir.path().join("daemon");
             std::fs::create_dir_all(&daemon_dir).expect("dir");
             std::fs::write(daemon_dir.join("registry-password"), format!("{pass}\n")).expect("pw");
-            registry_auth = format!("    auth:\n      username: {user}\n      passwordFile: registry-password\n");
+            registry_auth = format!(
+                "    auth:\n      username: {user}\n      passwordFile: registry-password\n"
+            );
         }
         let ca = match &registry.ca_file {
             Some(p) => format!("    caFile: {}\n", p.display()),
@@ -128,12 +134,18 @@ impl Env {
         .await;
         match result {
             Ok(events) => events,
-            Err(_) => panic!("timed out waiting for {what}\ndaemon log:\n{}", self.daemon.log()),
+            Err(_) => panic!(
+                "timed out waiting for {what}\ndaemon log:\n{}",
+                self.daemon.log()
+            ),
         }
     }
 
     async fn dead_letters(&self, n: usize) -> Vec<Value> {
-        let url = format!("http://127.0.0.1:{}/admin/dead-letters", self.daemon.admin_port);
+        let url = format!(
+            "http://127.0.0.1:{}/admin/dead-letters",
+            self.daemon.admin_port
+        );
         let client = reqwest::Client::new();
         let result = tokio::time::timeout(WAIT, async {
             loop {
@@ -150,7 +162,10 @@ impl Env {
         .await;
         match result {
             Ok(list) => list,
-            Err(_) => panic!("timed out waiting for {n} dead letter(s)\ndaemon log:\n{}", self.daemon.log()),
+            Err(_) => panic!(
+                "timed out waiting for {n} dead letter(s)\ndaemon log:\n{}",
+                self.daemon.log()
+            ),
         }
     }
 
@@ -166,7 +181,11 @@ impl Env {
         })
         .await;
         if result.is_err() {
-            panic!("timed out waiting for metric `{needle}`\nmetrics:\n{}\ndaemon log:\n{}", self.metrics().await, self.daemon.log());
+            panic!(
+                "timed out waiting for metric `{needle}`\nmetrics:\n{}\ndaemon log:\n{}",
+                self.metrics().await,
+                self.daemon.log()
+            );
         }
     }
 
@@ -196,16 +215,24 @@ fn assert_image_matches_registry(env: &Env, image: &Value, repo: &str) {
         image["metadata"]["annotations"]["image.openshift.io/dockerLayersOrder"],
         "ascending"
     );
-    assert!(image["metadata"]["annotations"].get("openshift.io/image.managed").is_none());
+    assert!(
+        image["metadata"]["annotations"]
+            .get("openshift.io/image.managed")
+            .is_none()
+    );
     let layers = manifest["layers"].as_array().expect("layers");
-    let got = image["dockerImageLayers"].as_array().expect("dockerImageLayers");
+    let got = image["dockerImageLayers"]
+        .as_array()
+        .expect("dockerImageLayers");
     assert_eq!(got.len(), layers.len());
     for (g, l) in got.iter().zip(layers) {
         assert_eq!(g["name"], l["digest"]);
         assert_eq!(g["size"], l["size"]);
         assert_eq!(g["mediaType"], l["mediaType"]);
     }
-    let config_digest = manifest["config"]["digest"].as_str().expect("config digest");
+    let config_digest = manifest["config"]["digest"]
+        .as_str()
+        .expect("config digest");
     let config_bytes = registry_blob(&env.registry, repo, config_digest);
     assert_eq!(sha256(&config_bytes), config_digest);
     let config: Value = serde_json::from_slice(&config_bytes).expect("config json");
@@ -219,7 +246,10 @@ fn assert_image_matches_registry(env: &Env, image: &Value, repo: &str) {
     assert_eq!(meta["kind"], "DockerImage");
     assert_eq!(meta["apiVersion"], "image.openshift.io/1.0");
     assert_eq!(meta["Id"], config_digest);
-    assert_eq!(meta["Size"].as_u64(), Some(config_bytes.len() as u64 + unique));
+    assert_eq!(
+        meta["Size"].as_u64(),
+        Some(config_bytes.len() as u64 + unique)
+    );
     assert_eq!(meta["Architecture"], config["architecture"]);
     assert_eq!(meta["Created"], config["created"]);
     assert_eq!(meta["Author"], config["author"]);
@@ -239,39 +269,86 @@ fn assert_tag_event_is(env: &Env, event: &Value, repo: &str, digest: &str) {
 #[tokio::test]
 async fn docker_schema2_tag_is_mapped_with_fields_computed_from_the_registry() {
     let env = Env::start(EnvOptions::default()).await;
-    env.layout.add_image("v1", "amd64", "linux", None, &[b"base layer", b"app layer", b"base layer"]);
-    skopeo_copy(&env.layout, "v1", &env.registry, "team/app:v1", Format::V2s2, false);
+    env.layout.add_image(
+        "v1",
+        "amd64",
+        "linux",
+        None,
+        &[b"base layer", b"app layer", b"base layer"],
+    );
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "team/app:v1",
+        Format::V2s2,
+        false,
+    );
     let events = env.wait_events("team", "app", "v1", 1).await;
     assert_eq!(events.len(), 1);
     let digest = events[0]["image"].as_str().expect("image").to_string();
     let (_, ct, registry_digest) = registry_manifest(&env.registry, "team/app", "v1");
-    assert_eq!(digest, registry_digest, "the tag event names what the registry serves for the tag");
+    assert_eq!(
+        digest, registry_digest,
+        "the tag event names what the registry serves for the tag"
+    );
     assert_eq!(ct, "application/vnd.docker.distribution.manifest.v2+json");
     assert_tag_event_is(&env, &events[0], "team/app", &digest);
     let image = env.emulator.image(&digest).expect("image stored");
     assert_image_matches_registry(&env, &image, "team/app");
-    assert_eq!(image["dockerImageLayers"].as_array().map(Vec::len), Some(3), "duplicate layers kept");
+    assert_eq!(
+        image["dockerImageLayers"].as_array().map(Vec::len),
+        Some(3),
+        "duplicate layers kept"
+    );
 }
 
 #[tokio::test]
 async fn oci_manifest_tag_is_mapped() {
     let env = Env::start(EnvOptions::default()).await;
-    env.layout.add_image("v1", "arm64", "linux", Some("v8"), &[b"oci layer one", b"oci layer two"]);
-    skopeo_copy(&env.layout, "v1", &env.registry, "team/oci:v1", Format::Oci, false);
+    env.layout.add_image(
+        "v1",
+        "arm64",
+        "linux",
+        Some("v8"),
+        &[b"oci layer one", b"oci layer two"],
+    );
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "team/oci:v1",
+        Format::Oci,
+        false,
+    );
     let events = env.wait_events("team", "oci", "v1", 1).await;
     let digest = events[0]["image"].as_str().expect("image").to_string();
     let image = env.emulator.image(&digest).expect("image stored");
-    assert_eq!(image["dockerImageManifestMediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        image["dockerImageManifestMediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
     assert_image_matches_registry(&env, &image, "team/oci");
     assert_tag_event_is(&env, &events[0], "team/oci", &digest);
 }
 
 async fn index_scenario(format: Format, list_media_type: &str) {
     let env = Env::start(EnvOptions::default()).await;
-    let amd = env.layout.add_image("amd", "amd64", "linux", None, &[b"amd64 layer"]);
-    let arm = env.layout.add_image("arm", "arm64", "linux", Some("v8"), &[b"arm64 layer"]);
+    let amd = env
+        .layout
+        .add_image("amd", "amd64", "linux", None, &[b"amd64 layer"]);
+    let arm = env
+        .layout
+        .add_image("arm", "arm64", "linux", Some("v8"), &[b"arm64 layer"]);
     env.layout.add_index("multi", &[&amd, &arm]);
-    skopeo_copy(&env.layout, "multi", &env.registry, "team/multi:v1", format, true);
+    skopeo_copy(
+        &env.layout,
+        "multi",
+        &env.registry,
+        "team/multi:v1",
+        format,
+        true,
+    );
     let events = env.wait_events("team", "multi", "v1", 1).await;
     let digest = events[0]["image"].as_str().expect("image").to_string();
     let (list_bytes, _, registry_digest) = registry_manifest(&env.registry, "team/multi", "v1");
@@ -280,9 +357,19 @@ async fn index_scenario(format: Format, list_media_type: &str) {
     assert_eq!(list["mediaType"], list_media_type);
     let image = env.emulator.image(&digest).expect("list image stored");
     assert_eq!(image["dockerImageManifestMediaType"], list_media_type);
-    assert!(image["dockerImageLayers"].as_array().is_none_or(|l| l.is_empty()), "a list has no layers");
-    assert_eq!(image["dockerImageMetadata"]["Id"], Value::String(digest.clone()));
-    let entries = image["dockerImageManifests"].as_array().expect("dockerImageManifests");
+    assert!(
+        image["dockerImageLayers"]
+            .as_array()
+            .is_none_or(|l| l.is_empty()),
+        "a list has no layers"
+    );
+    assert_eq!(
+        image["dockerImageMetadata"]["Id"],
+        Value::String(digest.clone())
+    );
+    let entries = image["dockerImageManifests"]
+        .as_array()
+        .expect("dockerImageManifests");
     let children = list["manifests"].as_array().expect("manifests");
     assert_eq!(entries.len(), 2);
     for (e, c) in entries.iter().zip(children) {
@@ -310,33 +397,78 @@ async fn oci_index_with_two_platforms_maps_the_index_and_creates_child_images() 
 
 #[tokio::test]
 async fn docker_manifest_list_maps_the_list_and_creates_child_images() {
-    index_scenario(Format::V2s2, "application/vnd.docker.distribution.manifest.list.v2+json").await;
+    index_scenario(
+        Format::V2s2,
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_new_image_on_an_existing_tag_moves_the_tag_with_a_second_event() {
     let env = Env::start(EnvOptions::default()).await;
-    let first = env.layout.add_image("one", "amd64", "linux", None, &[b"first"]);
-    skopeo_copy(&env.layout, "one", &env.registry, "team/moving:latest", Format::Oci, false);
+    let first = env
+        .layout
+        .add_image("one", "amd64", "linux", None, &[b"first"]);
+    skopeo_copy(
+        &env.layout,
+        "one",
+        &env.registry,
+        "team/moving:latest",
+        Format::Oci,
+        false,
+    );
     env.wait_events("team", "moving", "latest", 1).await;
-    let second = env.layout.add_image("two", "amd64", "linux", None, &[b"second"]);
-    skopeo_copy(&env.layout, "two", &env.registry, "team/moving:latest", Format::Oci, false);
+    let second = env
+        .layout
+        .add_image("two", "amd64", "linux", None, &[b"second"]);
+    skopeo_copy(
+        &env.layout,
+        "two",
+        &env.registry,
+        "team/moving:latest",
+        Format::Oci,
+        false,
+    );
     let events = env.wait_events("team", "moving", "latest", 2).await;
     assert_eq!(events.len(), 2);
-    assert_eq!(events[0]["image"], Value::String(second.manifest_digest.clone()), "newest first");
-    assert_eq!(events[1]["image"], Value::String(first.manifest_digest.clone()));
+    assert_eq!(
+        events[0]["image"],
+        Value::String(second.manifest_digest.clone()),
+        "newest first"
+    );
+    assert_eq!(
+        events[1]["image"],
+        Value::String(first.manifest_digest.clone())
+    );
 }
 
 #[tokio::test]
 async fn an_identical_re_push_and_a_replayed_notification_add_no_tag_event() {
     let env = Env::start(EnvOptions::default()).await;
-    let img = env.layout.add_image("v1", "amd64", "linux", None, &[b"same"]);
-    skopeo_copy(&env.layout, "v1", &env.registry, "team/same:v1", Format::Oci, false);
+    let img = env
+        .layout
+        .add_image("v1", "amd64", "linux", None, &[b"same"]);
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "team/same:v1",
+        Format::Oci,
+        false,
+    );
     env.wait_events("team", "same", "v1", 1).await;
     let posts_before = env.emulator.mapping_posts();
 
     // Identical re-push: the registry notifies again with a new event id.
-    skopeo_copy(&env.layout, "v1", &env.registry, "team/same:v1", Format::Oci, false);
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "team/same:v1",
+        Format::Oci,
+        false,
+    );
     // Replay by hand: same id as a delivered event would be deduplicated; a new id must be `unchanged`.
     let body = serde_json::json!({"events": [{
         "id": "replayed-by-test", "timestamp": "2026-01-01T00:00:00Z", "action": "push",
@@ -347,30 +479,67 @@ async fn an_identical_re_push_and_a_replayed_notification_add_no_tag_event() {
         let r = client
             .post(format!("{}/notify/reg", env.daemon.url()))
             .bearer_auth(NOTIFY_TOKEN)
-            .header("content-type", "application/vnd.docker.distribution.events.v1+json")
+            .header(
+                "content-type",
+                "application/vnd.docker.distribution.events.v1+json",
+            )
             .json(&body)
             .send()
             .await
             .expect("post");
-        assert_eq!(r.status().as_u16(), expected, "first post queues, the replay is a duplicate");
+        assert_eq!(
+            r.status().as_u16(),
+            expected,
+            "first post queues, the replay is a duplicate"
+        );
     }
     // Sync point: a later push to another tag is processed after the events above (per-source FIFO).
-    env.layout.add_image("marker", "amd64", "linux", None, &[b"marker"]);
-    skopeo_copy(&env.layout, "marker", &env.registry, "team/same:marker", Format::Oci, false);
+    env.layout
+        .add_image("marker", "amd64", "linux", None, &[b"marker"]);
+    skopeo_copy(
+        &env.layout,
+        "marker",
+        &env.registry,
+        "team/same:marker",
+        Format::Oci,
+        false,
+    );
     env.wait_events("team", "same", "marker", 1).await;
-    env.wait_metric("imagestream_ingest_jobs_total{outcome=\"unchanged\"} 2").await;
+    env.wait_metric("imagestream_ingest_jobs_total{outcome=\"unchanged\"} 2")
+        .await;
     assert_eq!(env.emulator.tag_events("team", "same", "v1").len(), 1);
-    assert_eq!(env.emulator.mapping_posts(), posts_before + 1, "only the marker was posted");
+    assert_eq!(
+        env.emulator.mapping_posts(),
+        posts_before + 1,
+        "only the marker was posted"
+    );
 }
 
 #[tokio::test]
 async fn a_push_by_digest_only_creates_no_mapping() {
     let env = Env::start(EnvOptions::default()).await;
-    let img = env.layout.add_image("bydigest", "amd64", "linux", None, &[b"by digest"]);
+    let img = env
+        .layout
+        .add_image("bydigest", "amd64", "linux", None, &[b"by digest"]);
     let dest = format!("team/bydigest@{}", img.manifest_digest);
-    skopeo_copy(&env.layout, "bydigest", &env.registry, &dest, Format::Oci, false);
-    env.layout.add_image("marker", "amd64", "linux", None, &[b"marker"]);
-    skopeo_copy(&env.layout, "marker", &env.registry, "team/marker:v1", Format::Oci, false);
+    skopeo_copy(
+        &env.layout,
+        "bydigest",
+        &env.registry,
+        &dest,
+        Format::Oci,
+        false,
+    );
+    env.layout
+        .add_image("marker", "amd64", "linux", None, &[b"marker"]);
+    skopeo_copy(
+        &env.layout,
+        "marker",
+        &env.registry,
+        "team/marker:v1",
+        Format::Oci,
+        false,
+    );
     env.wait_events("team", "marker", "v1", 1).await;
     assert!(env.emulator.stream("team", "bydigest").is_none());
     assert!(env.emulator.image(&img.manifest_digest).is_none());
@@ -387,12 +556,26 @@ async fn a_registry_with_htpasswd_and_tls_is_read_with_the_configured_credential
         ..EnvOptions::default()
     })
     .await;
-    env.layout.add_image("v1", "amd64", "linux", None, &[b"secured"]);
-    skopeo_copy(&env.layout, "v1", &env.registry, "team/secure:v1", Format::Oci, false);
+    env.layout
+        .add_image("v1", "amd64", "linux", None, &[b"secured"]);
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "team/secure:v1",
+        Format::Oci,
+        false,
+    );
     let events = env.wait_events("team", "secure", "v1", 1).await;
-    let image = env.emulator.image(events[0]["image"].as_str().expect("image")).expect("image");
+    let image = env
+        .emulator
+        .image(events[0]["image"].as_str().expect("image"))
+        .expect("image");
     assert_image_matches_registry(&env, &image, "team/secure");
-    assert!(!env.daemon.log().contains("robot-pass-81"), "registry password leaked into the log");
+    assert!(
+        !env.daemon.log().contains("robot-pass-81"),
+        "registry password leaked into the log"
+    );
 }
 
 #[tokio::test]
@@ -408,21 +591,43 @@ async fn a_registry_with_token_auth_is_read_through_the_bearer_flow() {
         ..EnvOptions::default()
     })
     .await;
-    env.layout.add_image("v1", "amd64", "linux", None, &[b"token"]);
+    env.layout
+        .add_image("v1", "amd64", "linux", None, &[b"token"]);
     let before = requests.load(std::sync::atomic::Ordering::SeqCst);
-    skopeo_copy(&env.layout, "v1", &env.registry, "team/tokened:v1", Format::Oci, false);
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "team/tokened:v1",
+        Format::Oci,
+        false,
+    );
     let events = env.wait_events("team", "tokened", "v1", 1).await;
-    let image = env.emulator.image(events[0]["image"].as_str().expect("image")).expect("image");
+    let image = env
+        .emulator
+        .image(events[0]["image"].as_str().expect("image"))
+        .expect("image");
     assert_image_matches_registry(&env, &image, "team/tokened");
-    assert!(requests.load(std::sync::atomic::Ordering::SeqCst) > before, "the issuer was used");
+    assert!(
+        requests.load(std::sync::atomic::Ordering::SeqCst) > before,
+        "the issuer was used"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_stream_is_created_when_the_rule_allows_it() {
     let env = Env::start(EnvOptions::default()).await;
     assert!(env.emulator.stream("team", "fresh").is_none());
-    env.layout.add_image("v1", "amd64", "linux", None, &[b"fresh"]);
-    skopeo_copy(&env.layout, "v1", &env.registry, "team/fresh:v1", Format::Oci, false);
+    env.layout
+        .add_image("v1", "amd64", "linux", None, &[b"fresh"]);
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "team/fresh:v1",
+        Format::Oci,
+        false,
+    );
     env.wait_events("team", "fresh", "v1", 1).await;
     assert!(env.emulator.stream("team", "fresh").is_some());
 }
@@ -435,14 +640,35 @@ async fn a_missing_stream_without_create_image_stream_dead_letters_the_job() {
     })
     .await;
     env.emulator.add_stream("team", "exists");
-    env.layout.add_image("v1", "amd64", "linux", None, &[b"nostream"]);
-    skopeo_copy(&env.layout, "v1", &env.registry, "team/absent:v1", Format::Oci, false);
+    env.layout
+        .add_image("v1", "amd64", "linux", None, &[b"nostream"]);
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "team/absent:v1",
+        Format::Oci,
+        false,
+    );
     let dead = env.dead_letters(1).await;
     let reason = dead[0]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("absent"), "reason names the stream: {reason}");
-    assert!(env.emulator.stream("team", "absent").is_none(), "no stream was created");
+    assert!(
+        reason.contains("absent"),
+        "reason names the stream: {reason}"
+    );
+    assert!(
+        env.emulator.stream("team", "absent").is_none(),
+        "no stream was created"
+    );
     // The existing stream still works.
-    skopeo_copy(&env.layout, "v1", &env.registry, "team/exists:v1", Format::Oci, false);
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "team/exists:v1",
+        Format::Oci,
+        false,
+    );
     env.wait_events("team", "exists", "v1", 1).await;
 }
 
@@ -453,11 +679,22 @@ async fn a_missing_namespace_dead_letters_the_job_without_creating_anything() {
         ..EnvOptions::default()
     })
     .await;
-    env.layout.add_image("v1", "amd64", "linux", None, &[b"ghost"]);
-    skopeo_copy(&env.layout, "v1", &env.registry, "ghost/app:v1", Format::Oci, false);
+    env.layout
+        .add_image("v1", "amd64", "linux", None, &[b"ghost"]);
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "ghost/app:v1",
+        Format::Oci,
+        false,
+    );
     let dead = env.dead_letters(1).await;
     let reason = dead[0]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("ghost"), "reason names the namespace: {reason}");
+    assert!(
+        reason.contains("ghost"),
+        "reason names the namespace: {reason}"
+    );
     assert!(env.emulator.stream("ghost", "app").is_none());
 }
 
@@ -472,28 +709,58 @@ async fn a_forbidden_cluster_answer_dead_letters_without_hammering() {
         ..EnvOptions::default()
     })
     .await;
-    env.layout.add_image("v1", "amd64", "linux", None, &[b"forbidden"]);
-    skopeo_copy(&env.layout, "v1", &env.registry, "team/denied:v1", Format::Oci, false);
+    env.layout
+        .add_image("v1", "amd64", "linux", None, &[b"forbidden"]);
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "team/denied:v1",
+        Format::Oci,
+        false,
+    );
     let dead = env.dead_letters(1).await;
     let reason = dead[0]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("forbidden"), "reason carries the server's message: {reason}");
+    assert!(
+        reason.contains("forbidden"),
+        "reason carries the server's message: {reason}"
+    );
     assert_eq!(env.emulator.mapping_posts(), 1, "a 403 is not retried");
 }
 
 #[tokio::test]
 async fn an_unmapped_repository_is_ignored_and_counted() {
     let env = Env::start(EnvOptions::default()).await;
-    env.layout.add_image("v1", "amd64", "linux", None, &[b"deep"]);
-    skopeo_copy(&env.layout, "v1", &env.registry, "a/b/c:v1", Format::Oci, false);
-    skopeo_copy(&env.layout, "v1", &env.registry, "team/after:v1", Format::Oci, false);
+    env.layout
+        .add_image("v1", "amd64", "linux", None, &[b"deep"]);
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "a/b/c:v1",
+        Format::Oci,
+        false,
+    );
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "team/after:v1",
+        Format::Oci,
+        false,
+    );
     env.wait_events("team", "after", "v1", 1).await;
-    env.wait_metric("imagestream_ingest_ignored_jobs_total{reason=\"unmapped_repository\"} 1").await;
+    env.wait_metric("imagestream_ingest_ignored_jobs_total{reason=\"unmapped_repository\"} 1")
+        .await;
     let touched: Vec<_> = env
         .emulator
         .requests()
         .into_iter()
         .filter(|r| r.path.contains("/namespaces/a/"))
         .collect();
-    assert!(touched.is_empty(), "nothing was sent to the cluster for a/b/c: {touched:?}");
+    assert!(
+        touched.is_empty(),
+        "nothing was sent to the cluster for a/b/c: {touched:?}"
+    );
     let _ = &env.dir;
 }

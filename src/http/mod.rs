@@ -74,7 +74,9 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.readiness() {
-        Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready\n"),
+        Ok(()) => HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready\n"),
         Err(why) => HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
             .body(format!("not ready: {why}\n")),

@@ -77,7 +77,10 @@ fn authenticate(auth: &SourceAuth, req: &HttpRequest) -> Result<(), &'static str
 }
 
 /// Read the body, refusing more than `limit` bytes without buffering them.
-async fn read_limited(mut payload: web::Payload, limit: u64) -> Result<web::Bytes, Option<actix_web::error::PayloadError>> {
+async fn read_limited(
+    mut payload: web::Payload,
+    limit: u64,
+) -> Result<web::Bytes, Option<actix_web::error::PayloadError>> {
     let mut buf = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(Some)?;
@@ -100,9 +103,15 @@ pub async fn receive(
     let name = source.name.as_str();
     if let Err(scheme) = authenticate(&source.auth, &req) {
         metrics.notification(name, "unauthorized");
-        warn!(source = name, "notification rejected: bad or missing credentials");
+        warn!(
+            source = name,
+            "notification rejected: bad or missing credentials"
+        );
         return HttpResponse::Unauthorized()
-            .insert_header((header::WWW_AUTHENTICATE, format!("{scheme} realm=\"imagestream-ingest\"")))
+            .insert_header((
+                header::WWW_AUTHENTICATE,
+                format!("{scheme} realm=\"imagestream-ingest\""),
+            ))
             .json(json!({ "status": 401, "message": "authentication required" }));
     }
     if state.queue.is_closed() || state.is_shutting_down() {
@@ -117,9 +126,15 @@ pub async fn receive(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         metrics.notification(name, "too_large");
-        return reply(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE, "body exceeds maxBodyBytes");
+        return reply(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "body exceeds maxBodyBytes",
+        );
     }
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     if !sources::accepts_content_type(source.kind, content_type) {
         metrics.notification(name, "malformed");
         return reply(
@@ -131,11 +146,17 @@ pub async fn receive(
         Ok(b) => b,
         Err(None) => {
             metrics.notification(name, "too_large");
-            return reply(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE, "body exceeds maxBodyBytes");
+            return reply(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "body exceeds maxBodyBytes",
+            );
         }
         Err(Some(e)) => {
             metrics.notification(name, "malformed");
-            return reply(actix_web::http::StatusCode::BAD_REQUEST, &format!("cannot read body: {e}"));
+            return reply(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                &format!("cannot read body: {e}"),
+            );
         }
     };
     let origin = Origin {
@@ -155,10 +176,17 @@ pub async fn receive(
     for notice in notices {
         match notice {
             Notice::Push(p) => pushes.push(p),
-            Notice::TagDeleted { event_id, repository, tag } => {
+            Notice::TagDeleted {
+                event_id,
+                repository,
+                tag,
+            } => {
                 metrics.tag_deletes.inc();
                 metrics.notification(name, "tag_deleted");
-                info!(source = name, event_id, repository, tag, "tag deleted at the registry (not propagated)");
+                info!(
+                    source = name,
+                    event_id, repository, tag, "tag deleted at the registry (not propagated)"
+                );
             }
             Notice::Ignored { reason } => {
                 metrics.notification(name, "ignored");
@@ -181,12 +209,17 @@ pub async fn receive(
             if outcome.queued > 0 {
                 HttpResponse::Accepted().json(json!({ "status": 202, "queued": outcome.queued, "duplicates": outcome.duplicates }))
             } else {
-                HttpResponse::Ok().json(json!({ "status": 200, "queued": 0, "duplicates": outcome.duplicates }))
+                HttpResponse::Ok()
+                    .json(json!({ "status": 200, "queued": 0, "duplicates": outcome.duplicates }))
             }
         }
         Err(QueueError::Full) => {
             metrics.notification(name, "unavailable");
-            warn!(source = name, events = count, "queue full; asking the sender to retry");
+            warn!(
+                source = name,
+                events = count,
+                "queue full; asking the sender to retry"
+            );
             unavailable("queue full")
         }
         Err(QueueError::Closed) => {
@@ -202,8 +235,13 @@ pub async fn receive(
 }
 
 /// Anything but POST on a source path.
-pub async fn method_not_allowed(state: web::Data<AppState>, source: web::Data<SourceConfig>) -> HttpResponse {
-    state.metrics.notification(&source.name, "method_not_allowed");
+pub async fn method_not_allowed(
+    state: web::Data<AppState>,
+    source: web::Data<SourceConfig>,
+) -> HttpResponse {
+    state
+        .metrics
+        .notification(&source.name, "method_not_allowed");
     HttpResponse::MethodNotAllowed()
         .insert_header((header::ALLOW, "POST"))
         .json(json!({ "status": 405, "message": "use POST" }))

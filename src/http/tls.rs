@@ -44,7 +44,9 @@ pub fn server_config(tls: &TlsConfig) -> Result<ServerConfig, ConfigError> {
             let cas = CertificateDer::pem_file_iter(path)
                 .map_err(|e| key_error("tls.clientCAFile", format!("{}: {e}", path.display())))?;
             for ca in cas {
-                let ca = ca.map_err(|e| key_error("tls.clientCAFile", format!("{}: {e}", path.display())))?;
+                let ca = ca.map_err(|e| {
+                    key_error("tls.clientCAFile", format!("{}: {e}", path.display()))
+                })?;
                 roots
                     .add(ca)
                     .map_err(|e| key_error("tls.clientCAFile", e.to_string()))?;
@@ -55,7 +57,10 @@ pub fn server_config(tls: &TlsConfig) -> Result<ServerConfig, ConfigError> {
             builder.with_client_cert_verifier(verifier)
         }
     };
-    builder
-        .with_single_cert(certs, key)
-        .map_err(|e| key_error("tls.keyFile", format!("does not match the certificate: {e}")))
+    builder.with_single_cert(certs, key).map_err(|e| {
+        key_error(
+            "tls.keyFile",
+            format!("does not match the certificate: {e}"),
+        )
+    })
 }

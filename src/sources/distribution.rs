@@ -41,7 +41,11 @@ struct Target {
 /// Parse a distribution envelope into one notice per event.
 pub fn parse(origin: Origin<'_>, body: &[u8]) -> Result<Vec<Notice>, ParseError> {
     let envelope: Envelope = serde_json::from_slice(body).map_err(ParseError::Json)?;
-    Ok(envelope.events.into_iter().map(|e| classify(origin, e)).collect())
+    Ok(envelope
+        .events
+        .into_iter()
+        .map(|e| classify(origin, e))
+        .collect())
 }
 
 fn classify(origin: Origin<'_>, e: Event) -> Notice {
@@ -141,29 +145,91 @@ mod tests {
                    "digest": DIGEST, "repository": "team/app", "tag": "v1",
                    "url": "http://evil.example/v2/team/app/manifests/x"}),
         ));
-        let Notice::Push(p) = n else { panic!("not a push: {n:?}") };
+        let Notice::Push(p) = n else {
+            panic!("not a push: {n:?}")
+        };
         assert_eq!(p.repository, "team/app");
         assert_eq!(p.tag, "v1");
         assert_eq!(p.digest.as_deref(), Some(DIGEST));
         assert_eq!(p.event_id, "id-push");
         assert_eq!(p.registry, "corp");
         let stored = serde_json::to_string(&p).expect("json");
-        assert!(!stored.contains("evil"), "payload host leaked into the event: {stored}");
+        assert!(
+            !stored.contains("evil"),
+            "payload host leaked into the event: {stored}"
+        );
     }
 
     #[test]
     fn non_actionable_events_are_ignored_with_a_reason() {
         let cases = [
-            (event("push", json!({"mediaType": "application/octet-stream", "digest": DIGEST, "repository": "a/b"})), "push of a blob or unsupported manifest type"),
-            (event("push", json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": DIGEST, "repository": "a/b"})), "push by digest (no tag)"),
-            (event("pull", json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": DIGEST, "repository": "a/b", "tag": "v1"})), "pull"),
-            (event("mount", json!({"mediaType": "application/octet-stream", "digest": DIGEST, "repository": "a/b"})), "blob mount"),
-            (event("delete", json!({"digest": DIGEST, "repository": "a/b"})), "delete by digest"),
-            (event("push", json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": DIGEST, "repository": "A/B", "tag": "v1"})), "invalid repository name"),
-            (event("push", json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": DIGEST, "repository": "a/../b", "tag": "v1"})), "invalid repository name"),
-            (event("push", json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": DIGEST, "repository": "a/b", "tag": "-bad"})), "invalid tag"),
-            (event("push", json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": "sha256:zz", "repository": "a/b", "tag": "v1"})), "invalid digest"),
-            (event("push", json!({"mediaType": "application/vnd.docker.distribution.manifest.v1+prettyjws", "digest": DIGEST, "repository": "a/b", "tag": "v1"})), "push of a blob or unsupported manifest type"),
+            (
+                event(
+                    "push",
+                    json!({"mediaType": "application/octet-stream", "digest": DIGEST, "repository": "a/b"}),
+                ),
+                "push of a blob or unsupported manifest type",
+            ),
+            (
+                event(
+                    "push",
+                    json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": DIGEST, "repository": "a/b"}),
+                ),
+                "push by digest (no tag)",
+            ),
+            (
+                event(
+                    "pull",
+                    json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": DIGEST, "repository": "a/b", "tag": "v1"}),
+                ),
+                "pull",
+            ),
+            (
+                event(
+                    "mount",
+                    json!({"mediaType": "application/octet-stream", "digest": DIGEST, "repository": "a/b"}),
+                ),
+                "blob mount",
+            ),
+            (
+                event("delete", json!({"digest": DIGEST, "repository": "a/b"})),
+                "delete by digest",
+            ),
+            (
+                event(
+                    "push",
+                    json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": DIGEST, "repository": "A/B", "tag": "v1"}),
+                ),
+                "invalid repository name",
+            ),
+            (
+                event(
+                    "push",
+                    json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": DIGEST, "repository": "a/../b", "tag": "v1"}),
+                ),
+                "invalid repository name",
+            ),
+            (
+                event(
+                    "push",
+                    json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": DIGEST, "repository": "a/b", "tag": "-bad"}),
+                ),
+                "invalid tag",
+            ),
+            (
+                event(
+                    "push",
+                    json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": "sha256:zz", "repository": "a/b", "tag": "v1"}),
+                ),
+                "invalid digest",
+            ),
+            (
+                event(
+                    "push",
+                    json!({"mediaType": "application/vnd.docker.distribution.manifest.v1+prettyjws", "digest": DIGEST, "repository": "a/b", "tag": "v1"}),
+                ),
+                "push of a blob or unsupported manifest type",
+            ),
         ];
         for (e, want) in cases {
             match parse_one(e.clone()) {
@@ -178,7 +244,11 @@ mod tests {
         let n = parse_one(event("delete", json!({"repository": "a/b", "tag": "v1"})));
         assert_eq!(
             n,
-            Notice::TagDeleted { event_id: "id-delete".into(), repository: "a/b".into(), tag: "v1".into() }
+            Notice::TagDeleted {
+                event_id: "id-delete".into(),
+                repository: "a/b".into(),
+                tag: "v1".into()
+            }
         );
     }
 
@@ -195,7 +265,11 @@ mod tests {
             b"{\"events\": [{\"action\": \"push\", \"target\": \"x\"}]}",
             nested.as_bytes(),
         ] {
-            assert!(parse(ORIGIN, body).is_err(), "{:?} parsed", String::from_utf8_lossy(body));
+            assert!(
+                parse(ORIGIN, body).is_err(),
+                "{:?} parsed",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 

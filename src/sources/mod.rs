@@ -41,7 +41,12 @@ pub fn accepts_content_type(kind: SourceType, content_type: Option<&str>) -> boo
     let Some(ct) = content_type else {
         return true;
     };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match kind {
         SourceType::Distribution => matches!(
             essence.as_str(),

@@ -134,7 +134,11 @@ pub async fn run(
 
     let running = tasks.len();
     if running > 0 {
-        info!(running, grace_secs = grace.as_secs_f64(), "draining in-flight jobs");
+        info!(
+            running,
+            grace_secs = grace.as_secs_f64(),
+            "draining in-flight jobs"
+        );
     }
     let drained = tokio::time::timeout(grace, async {
         while let Some(res) = tasks.join_next().await {
@@ -178,7 +182,10 @@ pub async fn run_job(processor: &Processor, queue: &Queue, job: Job, max_attempt
                 .unwrap_or(("", ""));
             let digest = p.digest.as_ref().map(|d| d.to_string()).unwrap_or_default();
             if let Outcome::Ignored { reason, label } = &p.outcome {
-                metrics.ignored.get_or_create(&crate::metrics::ReasonLabels { reason: label }).inc();
+                metrics
+                    .ignored
+                    .get_or_create(&crate::metrics::ReasonLabels { reason: label })
+                    .inc();
                 info!(event_id = %event.event_id, repository = %event.repository, tag = %event.tag,
                       digest, namespace, stream, outcome = "ignored", reason, duration_ms, "job finished");
             } else {
@@ -232,7 +239,9 @@ mod tests {
     fn backoff_grows_is_capped_and_honours_retry_after() {
         for attempt in 0..20 {
             let d = backoff(attempt, None);
-            let step = BASE_BACKOFF.saturating_mul(1u32 << attempt.min(16)).min(MAX_BACKOFF);
+            let step = BASE_BACKOFF
+                .saturating_mul(1u32 << attempt.min(16))
+                .min(MAX_BACKOFF);
             assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d:?}");
         }
         assert!(backoff(0, Some(Duration::from_secs(7))) >= Duration::from_secs(7));

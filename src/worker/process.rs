@@ -42,7 +42,10 @@ pub struct Request {
 pub enum Outcome {
     Created,
     Unchanged,
-    Ignored { reason: &'static str, label: &'static str },
+    Ignored {
+        reason: &'static str,
+        label: &'static str,
+    },
     /// `cluster.dryRun` / `map --dry-run`: built and verified, nothing written.
     DryRun,
 }
@@ -139,7 +142,11 @@ pub struct Processor {
 
 impl Processor {
     /// Build a client per configured registry and the configured sink.
-    pub async fn new(config: Arc<Config>, metrics: Arc<Metrics>, dry_run: bool) -> Result<Self, JobError> {
+    pub async fn new(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        dry_run: bool,
+    ) -> Result<Self, JobError> {
         let mut registries = HashMap::new();
         for r in &config.registries {
             registries.insert(r.name.clone(), RegistryClient::new(r, metrics.clone())?);
@@ -156,7 +163,12 @@ impl Processor {
 
     /// Where a request maps, or why it maps nowhere.
     pub fn target(&self, req: &Request) -> Result<Target, mapping::Unmapped> {
-        mapping::resolve(&self.config.mappings, &req.registry, &req.repository, &req.tag)
+        mapping::resolve(
+            &self.config.mappings,
+            &req.registry,
+            &req.repository,
+            &req.tag,
+        )
     }
 
     /// Process one request: the whole of SPEC §1 → §6 for one tag.
@@ -183,29 +195,44 @@ impl Processor {
             pull_host,
             store_manifests: self.config.cluster.store_manifests,
         };
-        let (image, children) = match manifest::parse_manifest(&fetched.bytes, fetched.content_type.as_deref())? {
-            Manifest::Unsupported { reason } => {
-                let mut p = Processed::ignored(reason, unsupported_label(reason));
-                p.target = Some(target);
-                p.digest = Some(fetched.digest);
-                return Ok(p);
-            }
-            Manifest::Image(m) => {
-                let image = self
-                    .build_image(client, &req.repository, &fetched.digest, &fetched.bytes, &m, &opts)
-                    .await?;
-                (image, Vec::new())
-            }
-            Manifest::Index(index) => {
-                let children = if self.config.cluster.create_child_images {
-                    self.build_children(client, &req.repository, &index, &opts).await?
-                } else {
-                    Vec::new()
-                };
-                let image = openshift::build_index_image(&req.repository, &fetched.digest, &fetched.bytes, &index, &opts)?;
-                (image, children)
-            }
-        };
+        let (image, children) =
+            match manifest::parse_manifest(&fetched.bytes, fetched.content_type.as_deref())? {
+                Manifest::Unsupported { reason } => {
+                    let mut p = Processed::ignored(reason, unsupported_label(reason));
+                    p.target = Some(target);
+                    p.digest = Some(fetched.digest);
+                    return Ok(p);
+                }
+                Manifest::Image(m) => {
+                    let image = self
+                        .build_image(
+                            client,
+                            &req.repository,
+                            &fetched.digest,
+                            &fetched.bytes,
+                            &m,
+                            &opts,
+                        )
+                        .await?;
+                    (image, Vec::new())
+                }
+                Manifest::Index(index) => {
+                    let children = if self.config.cluster.create_child_images {
+                        self.build_children(client, &req.repository, &index, &opts)
+                            .await?
+                    } else {
+                        Vec::new()
+                    };
+                    let image = openshift::build_index_image(
+                        &req.repository,
+                        &fetched.digest,
+                        &fetched.bytes,
+                        &index,
+                        &opts,
+                    )?;
+                    (image, children)
+                }
+            };
         let wanted = TagEventRef {
             image: image.metadata.name.clone(),
             docker_image_reference: image.docker_image_reference.clone(),
@@ -222,7 +249,10 @@ impl Processor {
         };
 
         for round in 0..=CONFLICT_REDECIDES {
-            let current = self.sink.current_tag(&target.namespace, &target.stream, &req.tag).await?;
+            let current = self
+                .sink
+                .current_tag(&target.namespace, &target.stream, &req.tag)
+                .await?;
             if current.as_ref() == Some(&wanted) {
                 processed.outcome = Outcome::Unchanged;
                 return Ok(processed);
@@ -236,7 +266,11 @@ impl Processor {
                     self.sink.create_image(child).await?;
                 }
             }
-            match self.sink.create_mapping(mapping, target.create_stream).await {
+            match self
+                .sink
+                .create_mapping(mapping, target.create_stream)
+                .await
+            {
                 Ok(()) => {
                     processed.outcome = Outcome::Created;
                     return Ok(processed);
@@ -258,9 +292,19 @@ impl Processor {
         m: &ImageManifest,
         opts: &BuildOptions<'_>,
     ) -> Result<Image, JobError> {
-        let config_bytes = client.fetch_blob(repository, &m.config.digest, MAX_CONFIG_BYTES).await?;
+        let config_bytes = client
+            .fetch_blob(repository, &m.config.digest, MAX_CONFIG_BYTES)
+            .await?;
         let config = manifest::parse_config(&config_bytes)?;
-        Ok(openshift::build_image(repository, digest, bytes, m, &config_bytes, &config, opts)?)
+        Ok(openshift::build_image(
+            repository,
+            digest,
+            bytes,
+            m,
+            &config_bytes,
+            &config,
+            opts,
+        )?)
     }
 
     /// Child Images of a list, built like any image manifest and fetched by digest from the registry.
@@ -279,8 +323,15 @@ impl Processor {
             match manifest::parse_manifest(&fetched.bytes, fetched.content_type.as_deref())? {
                 Manifest::Image(m) => {
                     out.push(
-                        self.build_image(client, repository, &fetched.digest, &fetched.bytes, &m, opts)
-                            .await?,
+                        self.build_image(
+                            client,
+                            repository,
+                            &fetched.digest,
+                            &fetched.bytes,
+                            &m,
+                            opts,
+                        )
+                        .await?,
                     );
                 }
                 _ => {

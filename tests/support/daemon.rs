@@ -79,7 +79,11 @@ impl Daemon {
                     panic!("daemon exited at start ({status}):\n{}", self.log());
                 }
             }
-            assert!(Instant::now() < deadline, "daemon did not become healthy:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not become healthy:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -103,7 +107,9 @@ impl Daemon {
     /// SIGTERM and wait for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         c.wait().expect("wait")
     }
 
