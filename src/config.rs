@@ -891,3 +891,118 @@ fn source_auth(a: RawSourceAuth, base: &Path, key: &str) -> Result<SourceAuth, C
         None => Err(ConfigError::key(key, "no authentication configured")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn write(dir: &Path, name: &str, content: &str) {
+        std::fs::write(dir.join(name), content).expect("write");
+    }
+
+    #[test]
+    fn defaults_fill_an_almost_empty_config() {
+        let c = Config::from_yaml("{}", Path::new(".")).expect("config");
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.worker.concurrency, 8);
+        assert_eq!(c.worker.max_attempts, 10);
+        assert!(c.cluster.create_child_images);
+        assert!(!c.cluster.store_manifests && !c.cluster.dry_run);
+        assert_eq!(c.cluster.sink, SinkKind::Kube);
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_trimmed_and_never_serialized() {
+        let dir = tempfile::tempdir().expect("tmp");
+        write(dir.path(), "token", "  s3cret-token \n");
+        write(dir.path(), "pw", "hunter2\n");
+        let yaml = "registries:\n  - name: r\n    url: https://reg.example:5000/prefix\n    auth: {username: robot, passwordFile: pw}\n\
+                    sources:\n  - {name: s, type: distribution, path: /n, registry: r, auth: {bearerTokenFile: token}}\n";
+        let c = Config::from_yaml(yaml, dir.path()).expect("config");
+        let SourceAuth::BearerToken { token } = &c.sources[0].auth else {
+            panic!("auth")
+        };
+        assert_eq!(token.expose(), "s3cret-token");
+        assert_eq!(c.registries[0].pull_host, "reg.example:5000");
+        let shown = serde_yaml_ng::to_string(&c).expect("yaml");
+        let debug = format!("{c:?}");
+        for text in [&shown, &debug] {
+            assert!(
+                !text.contains("s3cret-token") && !text.contains("hunter2"),
+                "secret shown: {text}"
+            );
+        }
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn docker_config_json_entries_are_found_by_host_and_port() {
+        let url = Url::parse("https://reg.example:5000").expect("url");
+        let auth = base64::engine::general_purpose::STANDARD.encode("robot:pa:ss");
+        let doc = format!(
+            r#"{{"auths":{{"other:1":{{"auth":"eDp5"}},"reg.example:5000":{{"auth":"{auth}"}}}}}}"#
+        );
+        let RegistryCredentials::Basic { username, password } =
+            docker_config_credentials(doc.as_bytes(), &url).expect("creds")
+        else {
+            panic!("not basic")
+        };
+        assert_eq!((username.as_str(), password.expose()), ("robot", "pa:ss"));
+        let plain = r#"{"auths":{"https://reg.example:5000":{"username":"u","password":"p"}}}"#;
+        assert!(matches!(
+            docker_config_credentials(plain.as_bytes(), &url),
+            Ok(RegistryCredentials::Basic { .. })
+        ));
+        for bad in [
+            r#"{"auths":{}}"#,
+            "not json",
+            r#"{"auths":{"reg.example:5000":{"auth":"!!"}}}"#,
+        ] {
+            assert!(
+                docker_config_credentials(bad.as_bytes(), &url).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_offending_key() {
+        let cases = [
+            ("unknownKey: 1\n", "unknownKey"),
+            ("cluster:\n  sink: s3\n", "cluster.sink"),
+            ("worker:\n  resyncInterval: soon\n", "worker.resyncInterval"),
+            ("adminListen: 0.0.0.0:9\n", "adminListen"),
+            ("maxBodyBytes: 0\n", "maxBodyBytes"),
+            (
+                "registries:\n  - {name: r, url: 'http://a'}\n  - {name: r, url: 'http://b'}\n",
+                "registries[1].name",
+            ),
+            (
+                "registries:\n  - {name: r, url: 'http://a'}\nmappings:\n  - {registry: r, repository: '^(?P<a>x)$', namespace: '{b}', imageStream: x}\n",
+                "mappings[0].namespace",
+            ),
+            (
+                "registries:\n  - {name: r, url: 'http://a'}\nsources:\n  - {name: s, type: distribution, path: n, registry: r, auth: {bearerTokenFile: t}}\n",
+                "sources[0].path",
+            ),
+            (
+                "registries:\n  - {name: r, url: 'http://a'}\nsources:\n  - {name: s, type: distribution, path: /n, registry: x, auth: {bearerTokenFile: t}}\n",
+                "sources[0].registry",
+            ),
+        ];
+        for (yaml, key) in cases {
+            match Config::from_yaml(yaml, Path::new("/nonexistent")) {
+                Err(ConfigError::Key { key: k, message }) => {
+                    assert!(
+                        k.contains(key),
+                        "{yaml}: got key `{k}` ({message}), want `{key}`"
+                    );
+                    assert!(!message.contains('\n'));
+                }
+                other => panic!("{yaml}: {other:?}"),
+            }
+        }
+    }
+}

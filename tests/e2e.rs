@@ -696,6 +696,82 @@ async fn a_missing_namespace_dead_letters_the_job_without_creating_anything() {
         "reason names the namespace: {reason}"
     );
     assert!(env.emulator.stream("ghost", "app").is_none());
+
+    // The operator fixes the cause and retries through the CLI while the daemon runs.
+    env.emulator.add_namespace("ghost");
+    let (code, stdout, stderr) = env.daemon.cli(&["dead-letters", "list"]);
+    assert_eq!(code, 0, "{stderr}");
+    let listed: Vec<Value> = serde_json::from_str(&stdout).expect("list is JSON");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["job"]["event"]["repository"], "ghost/app");
+    let (code, stdout, stderr) = env.daemon.cli(&["dead-letters", "retry"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).expect("json")["retried"],
+        1
+    );
+    env.wait_events("ghost", "app", "v1", 1).await;
+    let (_, stdout, _) = env.daemon.cli(&["dead-letters", "list"]);
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&stdout)
+            .expect("json")
+            .len(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn map_prints_only_the_mapping_and_dry_run_writes_nothing() {
+    let mut env = Env::start(EnvOptions::default()).await;
+    // Stop the daemon so only the CLI acts on this push.
+    env.daemon.kill9();
+    let img = env
+        .layout
+        .add_image("v1", "amd64", "linux", None, &[b"cli"]);
+    skopeo_copy(
+        &env.layout,
+        "v1",
+        &env.registry,
+        "team/cli:v1",
+        Format::Oci,
+        false,
+    );
+
+    let (code, stdout, stderr) = env.daemon.cli(&["map", "--dry-run", "team/cli:v1"]);
+    assert_eq!(code, 0, "{stderr}");
+    let mapping: Value = serde_json::from_str(&stdout).expect("stdout is exactly the mapping JSON");
+    assert_eq!(mapping["kind"], "ImageStreamMapping");
+    assert_eq!(mapping["metadata"]["namespace"], "team");
+    assert_eq!(mapping["metadata"]["name"], "cli");
+    assert_eq!(mapping["tag"], "v1");
+    assert_eq!(
+        mapping["image"]["metadata"]["name"],
+        Value::String(img.manifest_digest.clone())
+    );
+    assert_eq!(env.emulator.mapping_posts(), 0, "dry run posted nothing");
+
+    let (code, stdout, stderr) = env.daemon.cli(&["map", "team/cli:v1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).expect("json")["tag"],
+        "v1"
+    );
+    let events = env.wait_events("team", "cli", "v1", 1).await;
+    assert_tag_event_is(&env, &events[0], "team/cli", &img.manifest_digest);
+
+    // Again: unchanged, nothing posted.
+    let posts = env.emulator.mapping_posts();
+    let (code, _, stderr) = env.daemon.cli(&["map", "team/cli:v1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(env.emulator.mapping_posts(), posts);
+    assert_eq!(env.emulator.tag_events("team", "cli", "v1").len(), 1);
+
+    let (code, _, stderr) = env.daemon.cli(&["map", "team/cli:missing"]);
+    assert_eq!(code, 1, "a tag the registry does not have fails: {stderr}");
+    let (code, _, _) = env
+        .daemon
+        .cli(&["map", &format!("team/cli@{}", img.manifest_digest)]);
+    assert_eq!(code, 64, "a mapping needs a tag");
 }
 
 #[tokio::test]
