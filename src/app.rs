@@ -108,6 +108,23 @@ pub async fn run(
             }
         }
     });
+    let resync_task = (!config.worker.resync_interval.is_zero()).then(|| {
+        let processor = processor.clone();
+        let queue = queue.clone();
+        let interval = config.worker.resync_interval;
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = stop.changed() => break,
+                }
+                if let Err(e) = crate::resync::enqueue_all(&processor, &queue).await {
+                    warn!(error = %e, "periodic resync failed");
+                }
+            }
+        })
+    });
     let grace = config.worker.shutdown_grace;
     let worker_task = tokio::spawn(worker::run(
         processor.clone(),
@@ -134,6 +151,10 @@ pub async fn run(
     }
     if let Err(e) = probe_task.await {
         warn!(error = %e, "probe task ended abnormally");
+    }
+    if let Some(task) = resync_task {
+        task.abort();
+        let _ = task.await;
     }
     public_handle.stop(true).await;
     admin_handle.stop(true).await;

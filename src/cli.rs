@@ -49,6 +49,15 @@ pub enum Command {
         dry_run: bool,
         reference: String,
     },
+    /// Walk the registry (catalog, tags) and apply every mapped tag; prints counts as JSON. Idempotent.
+    Resync {
+        /// Only this configured registry (default: all).
+        #[arg(long)]
+        registry: Option<String>,
+        /// Only repositories matching this regex.
+        #[arg(long)]
+        repository: Option<String>,
+    },
     /// Inspect or re-queue dead-lettered jobs (through the running daemon's admin endpoint if it runs).
     DeadLetters {
         #[command(subcommand)]
@@ -119,6 +128,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             reference,
         } => map(config, registry, dry_run, &reference).await,
         Command::DeadLetters { action } => dead_letters(config, action).await,
+        Command::Resync {
+            registry,
+            repository,
+        } => resync(config, registry, repository).await,
     }
 }
 
@@ -187,6 +200,44 @@ async fn map(
         let text =
             serde_json::to_string_pretty(&mapping).map_err(|e| CliError::Runtime(e.to_string()))?;
         println!("{text}");
+    }
+    Ok(())
+}
+
+async fn resync(
+    config: Config,
+    registry: Option<String>,
+    repository: Option<String>,
+) -> Result<(), CliError> {
+    let filter = repository
+        .map(|r| regex::Regex::new(&r).map_err(|e| CliError::Usage(format!("--repository: {e}"))))
+        .transpose()?;
+    if let Some(r) = &registry {
+        if config.registry(r).is_none() {
+            return Err(CliError::Usage(format!(
+                "--registry: no registry named `{r}`"
+            )));
+        }
+    }
+    let concurrency = config.worker.concurrency;
+    let processor = Processor::new(Arc::new(config), Arc::new(Metrics::new()), false).await?;
+    let counts = crate::resync::run_direct(
+        &processor,
+        registry.as_deref(),
+        filter.as_ref(),
+        concurrency,
+    )
+    .await
+    .map_err(|e| CliError::Runtime(e.to_string()))?;
+    println!(
+        "{}",
+        serde_json::to_string(&counts).map_err(|e| CliError::Runtime(e.to_string()))?
+    );
+    if counts.failed > 0 {
+        return Err(CliError::Runtime(format!(
+            "{} tag(s) failed",
+            counts.failed
+        )));
     }
     Ok(())
 }

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod openshift;
 pub mod queue;
 pub mod registry;
+pub mod resync;
 pub mod sink;
 pub mod sources;
 pub mod telemetry;
