@@ -159,12 +159,32 @@ pub async fn receive(
             );
         }
     };
+    let headers = sources::RequestHeaders::new(req.headers().iter().filter_map(|(k, v)| {
+        v.to_str()
+            .ok()
+            .map(|v| (k.as_str().to_string(), v.to_string()))
+    }));
+    if let SourceAuth::HmacSecret { secret } = &source.auth {
+        if !sources::verify_signature(source.kind, secret.expose().as_bytes(), &headers, &body) {
+            metrics.notification(name, "unauthorized");
+            warn!(
+                source = name,
+                "notification rejected: missing or wrong body signature"
+            );
+            return HttpResponse::Unauthorized()
+                .insert_header((
+                    header::WWW_AUTHENTICATE,
+                    "Signature realm=\"imagestream-ingest\"",
+                ))
+                .json(json!({ "status": 401, "message": "missing or wrong body signature" }));
+        }
+    }
     let origin = Origin {
         source: name,
         registry: &source.registry,
         received_at_ms: now_ms(),
     };
-    let notices = match sources::parse(source.kind, origin, &body) {
+    let notices = match sources::parse_request(source.kind, origin, &headers, &body) {
         Ok(n) => n,
         Err(e) => {
             metrics.notification(name, "malformed");

@@ -28,12 +28,57 @@ pub struct Origin<'a> {
     pub received_at_ms: i64,
 }
 
-/// Parse a notification body of `kind`.
+/// Request headers a parser may read (names lowercased), e.g. `x-github-event`, `ce-type`.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHeaders(Vec<(String, String)>);
+
+impl RequestHeaders {
+    pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+        )
+    }
+
+    /// First value of a header (case-insensitive name).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parse a notification body of `kind` that came without interesting headers.
 pub fn parse(kind: SourceType, origin: Origin<'_>, body: &[u8]) -> Result<Vec<Notice>, ParseError> {
+    parse_request(kind, origin, &RequestHeaders::default(), body)
+}
+
+/// Parse a notification request of `kind` (headers + raw body).
+pub fn parse_request(
+    kind: SourceType,
+    origin: Origin<'_>,
+    _headers: &RequestHeaders,
+    body: &[u8],
+) -> Result<Vec<Notice>, ParseError> {
     match kind {
         SourceType::Distribution => distribution::parse(origin, body),
         _ => Err(ParseError::Shape("source type not supported by this build")),
     }
+}
+
+/// Check a body signature for sources authenticated by `hmacSecretFile` (SPEC §3), over the raw body,
+/// before parsing. Returns false when the signature is missing or wrong.
+pub fn verify_signature(
+    _kind: SourceType,
+    _secret: &[u8],
+    _headers: &RequestHeaders,
+    _body: &[u8],
+) -> bool {
+    false
 }
 
 /// Whether a content type can carry a notification body of `kind` (others get 415).

@@ -22,12 +22,25 @@ pub struct Daemon {
     pub config_path: PathBuf,
     child: Option<Child>,
     log_path: PathBuf,
+    /// Extra environment for the process (e.g. `RUST_LOG=trace`), applied after the defaults.
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
     /// Write `config` (YAML, with `{{PORT}}`, `{{ADMIN_PORT}}`, `{{DIR}}` placeholders) and start `serve`.
     /// `port` is the public port the config listens on (chosen before the registry was started).
     pub async fn start(dir: &Path, port: u16, config: &str) -> Daemon {
+        Self::start_with_env(dir, port, config, &[]).await
+    }
+
+    /// [`Daemon::start`] with extra environment variables for the process (they override the defaults,
+    /// e.g. `("RUST_LOG", "trace")`).
+    pub async fn start_with_env(
+        dir: &Path,
+        port: u16,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         fs::create_dir_all(dir).expect("dir");
         let admin_port = free_port();
         let text = config
@@ -44,6 +57,10 @@ impl Daemon {
             config_path,
             child: None,
             log_path: dir.join(format!("daemon-{}.log", port)),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         d.spawn().await;
         d
@@ -61,6 +78,7 @@ impl Daemon {
             .arg(&self.config_path)
             .args(["--log-format", "json"])
             .env("RUST_LOG", "info,imagestream_ingest=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -86,6 +104,11 @@ impl Daemon {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The process id of the running daemon (None once killed or terminated).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn url(&self) -> String {
