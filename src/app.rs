@@ -37,7 +37,8 @@ pub enum AppError {
     Tls(#[from] crate::config::ConfigError),
 }
 
-/// How often the cluster is probed so `/readyz` reflects an outage even when no job runs.
+/// How often the cluster is probed so `/readyz` reflects an outage even when no job runs: at most this,
+/// and at least three probes per `cluster.readyWindow`.
 const PROBE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Listeners the daemon serves on; bound before `run` so tests can use port 0.
@@ -97,13 +98,16 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let probe_sink = processor.sink.clone();
     let mut probe_stop = stop_rx.clone();
+    let probe_every = PROBE_INTERVAL
+        .min(config.cluster.ready_window / 3)
+        .max(Duration::from_millis(100));
     let probe_task = tokio::spawn(async move {
         loop {
             if let Err(e) = probe_sink.ping().await {
                 warn!(error = %e, "cluster probe failed");
             }
             tokio::select! {
-                _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+                _ = tokio::time::sleep(probe_every) => {}
                 _ = probe_stop.changed() => break,
             }
         }

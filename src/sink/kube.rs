@@ -365,8 +365,12 @@ impl KubeSink {
                     return Err(SinkError::Transport(e));
                 }
             };
-            self.last_answer_ms.store(now_ms(), Ordering::Relaxed);
             let code = response.status().as_u16();
+            // A cluster that only answers 429/5xx is not healthy for /readyz; any other answer (4xx
+            // included: they are the server's decisions) proves it is up.
+            if code < 500 && code != 429 {
+                self.last_answer_ms.store(now_ms(), Ordering::Relaxed);
+            }
             let retry_after = parse_retry_after(response.headers(), SystemTime::now());
             let collected = response.into_body().collect_bytes().await;
             self.metrics

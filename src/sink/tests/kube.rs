@@ -333,6 +333,7 @@ async fn service_unavailable_is_returned_at_once_with_retry_after_not_retried_in
     );
     assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
     assert_eq!(calls(&fake).len(), 1, "the worker owns retries");
+    assert_eq!(sink.last_answer_ms(), 0, "a 503 is not a healthy answer");
 }
 
 #[actix_web::test]
