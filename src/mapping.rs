@@ -101,16 +101,8 @@ pub fn resolve(
     Err(Unmapped::NoRule)
 }
 
-/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`: validated client-side, the server only checks non-empty (SPEC §6).
-pub fn is_valid_tag(tag: &str) -> bool {
-    let b = tag.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
-}
+/// The image stream tag grammar, validated client-side (the server only checks non-empty; SPEC §6).
+pub use crate::openshift::is_valid_tag;
 
 /// A Kubernetes namespace name: DNS-1123 label.
 pub fn is_dns1123_label(s: &str) -> bool {

@@ -125,14 +125,7 @@ fn valid_path_component(c: &str) -> bool {
 
 /// Check a tag against `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub fn validate_tag(tag: &str) -> Result<(), RegistryError> {
-    let b = tag.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= MAX_TAG_LEN
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
-    if ok {
+    if crate::openshift::is_valid_tag(tag) && tag.len() <= MAX_TAG_LEN {
         Ok(())
     } else {
         Err(RegistryError::InvalidReference(truncate(tag)))
