@@ -190,6 +190,7 @@ async fn map(
             repository,
             tag,
             pinned,
+            expected: None,
         })
         .await?;
     if let Outcome::Ignored { reason, .. } = processed.outcome {

@@ -96,6 +96,7 @@ async fn walk(
                     repository: repository.clone(),
                     tag,
                     pinned: None,
+                    expected: None,
                 };
                 match mapping::resolve(&processor.config.mappings, name, &req.repository, &req.tag)
                 {

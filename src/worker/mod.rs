@@ -54,6 +54,11 @@ fn request_of(job: &Job) -> Request {
         repository: job.event.repository.clone(),
         tag: job.event.tag.clone(),
         pinned: None,
+        expected: job
+            .event
+            .digest
+            .as_deref()
+            .and_then(|d| crate::digest::Digest::parse(d).ok()),
     }
 }
 
@@ -203,10 +208,15 @@ pub async fn run_job(processor: &Processor, queue: &Queue, job: Job, max_attempt
         }
         Err(e) => {
             let attempts = job.attempts + 1;
+            let (namespace, stream) = processor
+                .target(&req)
+                .map(|t| (t.namespace, t.stream))
+                .unwrap_or_default();
+            let digest = event.digest.as_deref().unwrap_or("");
             if e.is_retryable() && attempts < max_attempts {
                 let delay = backoff(job.attempts, e.retry_after());
                 warn!(event_id = %event.event_id, repository = %event.repository, tag = %event.tag,
-                      outcome = "retry", attempts, retry_in_ms = delay.as_millis() as u64,
+                      digest, namespace, stream, outcome = "retry", attempts, retry_in_ms = delay.as_millis() as u64,
                       cause = e.metric_label(), error = %e, duration_ms, "job failed; will retry");
                 metrics.job("retry");
                 let not_before = now_ms() + delay.as_millis() as i64;
@@ -220,7 +230,7 @@ pub async fn run_job(processor: &Processor, queue: &Queue, job: Job, max_attempt
                     e.to_string()
                 };
                 warn!(event_id = %event.event_id, repository = %event.repository, tag = %event.tag,
-                      outcome = "dead", attempts, cause = e.metric_label(), reason, duration_ms,
+                      digest, namespace, stream, outcome = "dead", attempts, cause = e.metric_label(), reason, duration_ms,
                       "job dead-lettered");
                 metrics.job("dead");
                 if let Err(qe) = queue.bury(job.id, reason).await {

@@ -25,6 +25,14 @@ const MANIFEST_UNKNOWN_DELAYS: [Duration; 3] = [
     Duration::from_millis(500),
     Duration::from_millis(1000),
 ];
+/// The tag resolved to another digest than the notification named: re-read it this often before accepting
+/// the registry's current state (an old or replayed event then maps what the tag holds now).
+const TAG_CATCH_UP_DELAYS: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+];
 /// 409 from the mapping means the tag moved concurrently: re-read and re-decide this many times.
 const CONFLICT_REDECIDES: usize = 3;
 
@@ -34,7 +42,12 @@ pub struct Request {
     pub registry: String,
     pub repository: String,
     pub tag: String,
+    /// Fetch exactly this digest instead of resolving the tag (`map repo:tag@digest`).
     pub pinned: Option<Digest>,
+    /// The digest the notification named, if any: a hint, never the truth. distribution emits the push
+    /// event before it moves the tag, so for a moment the tag can still resolve to the previous image;
+    /// while it does, the tag is re-read briefly (see [`TAG_CATCH_UP_DELAYS`]).
+    pub expected: Option<Digest>,
 }
 
 /// How a job ended when it did not fail.
@@ -185,7 +198,16 @@ impl Processor {
             Some(d) => Reference::Digest(d.clone()),
             None => Reference::Tag(req.tag.clone()),
         };
-        let fetched = fetch_with_unknown_retries(client, &req.repository, &reference).await?;
+        let mut fetched = fetch_with_unknown_retries(client, &req.repository, &reference).await?;
+        if let (Reference::Tag(_), Some(expected)) = (&reference, &req.expected) {
+            for delay in TAG_CATCH_UP_DELAYS {
+                if &fetched.digest == expected {
+                    break;
+                }
+                tokio::time::sleep(delay).await;
+                fetched = fetch_with_unknown_retries(client, &req.repository, &reference).await?;
+            }
+        }
         let pull_host = self
             .config
             .registry(&req.registry)
