@@ -26,6 +26,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod openshift;
 pub mod queue;
+pub mod rbac;
 pub mod registry;
 pub mod resync;
 pub mod sink;
