@@ -639,16 +639,8 @@ impl RawConfig {
                     format!("no registry named `{}`", s.registry),
                 ));
             }
-            if s.kind != SourceType::Distribution {
-                return Err(ConfigError::key(
-                    k("type"),
-                    format!(
-                        "`{}` is not supported yet (supported: distribution)",
-                        s.kind.as_str()
-                    ),
-                ));
-            }
             let auth = source_auth(s.auth, base, &k("auth"))?;
+            check_auth_fits_type(s.kind, &auth, &k("auth"))?;
             sources.push(SourceConfig {
                 name: s.name,
                 kind: s.kind,
@@ -837,6 +829,30 @@ pub fn docker_config_credentials(bytes: &[u8], url: &Url) -> Result<RegistryCred
             "entry for `{host_port}` has neither `auth` nor username/password"
         )),
     }
+}
+
+/// Refuse an authentication the sender of `kind` cannot produce (it would answer 401 to every event).
+/// GitHub can only sign; Artifactory sends `X-JFrog-Event-Auth` (plain or signed); the others cannot sign,
+/// so they authenticate with a header (their own, one set by a proxy, or Basic from the webhook URL).
+fn check_auth_fits_type(kind: SourceType, auth: &SourceAuth, key: &str) -> Result<(), ConfigError> {
+    let hmac = matches!(auth, SourceAuth::HmacSecret { .. });
+    let message = match kind {
+        SourceType::Github if !hmac => {
+            "github signs its deliveries: use hmacSecretFile (the webhook's secret)".to_string()
+        }
+        SourceType::Artifactory if !hmac && !matches!(auth, SourceAuth::HeaderSecret { .. }) => {
+            "artifactory authenticates with X-JFrog-Event-Auth: use hmacSecretFile (plain or signed) \
+             or headerSecret"
+                .to_string()
+        }
+        SourceType::Github | SourceType::Artifactory => return Ok(()),
+        other if hmac => format!(
+            "`{}` cannot sign its notifications: use bearerTokenFile, basic or headerSecret",
+            other.as_str()
+        ),
+        _ => return Ok(()),
+    };
+    Err(ConfigError::key(key, message))
 }
 
 fn source_auth(a: RawSourceAuth, base: &Path, key: &str) -> Result<SourceAuth, ConfigError> {
