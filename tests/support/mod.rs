@@ -6,6 +6,7 @@
 pub mod daemon;
 pub mod emulator;
 pub mod images;
+pub mod proxy;
 pub mod registry;
 pub mod tls;
 pub mod token;
