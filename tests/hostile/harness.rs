@@ -206,7 +206,8 @@ pub fn notify_head(port: u16, headers: &[&str]) -> String {
 /// A real registry (optionally sending notifications to the daemon), the cluster emulator and the daemon on
 /// the kube sink, each on its own ports and directories (the pattern of tests/e2e.rs).
 pub struct Env {
-    pub dir: TempDir,
+    /// Owns every directory of the scenario (removed on drop).
+    _dir: TempDir,
     pub emulator: Emulator,
     pub registry: Registry,
     pub daemon: Daemon,
@@ -293,7 +294,7 @@ impl Env {
         let daemon = Daemon::start_with_env(&daemon_dir, port, &config, &opts.daemon_env).await;
         let layout = OciLayout::new(&dir.path().join("layout"));
         Env {
-            dir,
+            _dir: dir,
             emulator,
             registry,
             daemon,

@@ -82,7 +82,10 @@ async fn hostile_repository_names_tags_and_digests_get_200_and_queue_nothing() {
     ];
     let mut events: Vec<(String, Value)> = Vec::new();
     for r in repositories {
-        events.push((format!("repository {r:?}"), with_target("repository", json!(r))));
+        events.push((
+            format!("repository {r:?}"),
+            with_target("repository", json!(r)),
+        ));
     }
     for t in tags {
         // An empty tag is a push by digest: not actionable either.
@@ -134,5 +137,42 @@ async fn the_longest_valid_repository_name_is_accepted_and_one_byte_more_is_not(
     let text = metrics_text(&d).await;
     assert_eq!(notifications(&text, "queued"), 1.0);
     assert_eq!(notifications(&text, "ignored"), 1.0);
+    assert_healthy(&d).await;
+}
+
+#[tokio::test]
+async fn an_envelope_repeating_one_event_or_one_tag_queues_it_once() {
+    let dir = TempDir::new().expect("tmp");
+    let d = start_receiver(&dir, 1 << 20).await;
+    // The same event id three times, then the same tag under new ids: one job.
+    let same = push("rep-1", "team/app", "v1");
+    let batch = [
+        same.clone(),
+        same.clone(),
+        same,
+        push("rep-2", "team/app", "v1"),
+        push("rep-3", "team/app", "v1"),
+    ];
+    let r = post(&d, V1, envelope(&batch)).await;
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["queued"], 1, "{body}");
+    // A long event id (512 KiB) is just an id: accepted once, a duplicate the second time.
+    let long_id = "i".repeat(512 * 1024);
+    let e = push(&long_id, "team/app", "v2");
+    assert_eq!(
+        post(&d, V1, envelope(std::slice::from_ref(&e)))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(post(&d, V1, envelope(&[e])).await.status(), 200);
+    let text = metrics_text(&d).await;
+    assert_eq!(
+        sample(&text, "imagestream_ingest_queue_depth"),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(notifications(&text, "queued"), 2.0);
     assert_healthy(&d).await;
 }
