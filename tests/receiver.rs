@@ -178,6 +178,16 @@ async fn status_codes_follow_the_contract() {
         .status(),
         202
     );
+    // The auth scheme is case-insensitive (RFC 7235); the token is not.
+    let lower = reqwest::Client::new()
+        .post(format!("{}/notify/reg", d.url()))
+        .header("authorization", format!("bearer {NOTIFY_TOKEN}"))
+        .header("content-type", V1)
+        .body(envelope(&[push("e4", "team/app", "v4")]))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(lower.status(), 202);
     // Same content with a new id while the first is pending: deduplicated.
     assert_eq!(
         post(
@@ -201,7 +211,7 @@ async fn status_codes_follow_the_contract() {
     assert!(
         metric(
             &d,
-            "imagestream_ingest_notifications_total{source=\"reg\",outcome=\"queued\"} 3"
+            "imagestream_ingest_notifications_total{source=\"reg\",outcome=\"queued\"} 4"
         )
         .await
     );
@@ -212,7 +222,7 @@ async fn status_codes_follow_the_contract() {
         )
         .await
     );
-    assert!(metric(&d, "imagestream_ingest_queue_depth 3").await);
+    assert!(metric(&d, "imagestream_ingest_queue_depth 4").await);
     assert!(
         !d.log().contains(NOTIFY_TOKEN),
         "the notification token leaked into the log"

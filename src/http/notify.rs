@@ -43,8 +43,11 @@ fn authenticate(auth: &SourceAuth, req: &HttpRequest) -> Result<(), &'static str
     match auth {
         SourceAuth::BearerToken { token } => {
             let got = header_str("authorization").ok_or("Bearer")?;
-            let expected = format!("Bearer {}", token.expose());
-            if ct_eq(got, expected.as_bytes()) {
+            // The scheme is case-insensitive (RFC 7235); the token is compared exactly, in constant time.
+            let (scheme, presented) = got.split_at_checked(7).ok_or("Bearer")?;
+            if scheme.eq_ignore_ascii_case(b"Bearer ")
+                && ct_eq(presented, token.expose().as_bytes())
+            {
                 Ok(())
             } else {
                 Err("Bearer")
@@ -52,7 +55,10 @@ fn authenticate(auth: &SourceAuth, req: &HttpRequest) -> Result<(), &'static str
         }
         SourceAuth::Basic { username, password } => {
             let got = header_str("authorization").ok_or("Basic")?;
-            let encoded = got.strip_prefix(b"Basic ").ok_or("Basic")?;
+            let (scheme, encoded) = got.split_at_checked(6).ok_or("Basic")?;
+            if !scheme.eq_ignore_ascii_case(b"Basic ") {
+                return Err("Basic");
+            }
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(encoded)
                 .map_err(|_| "Basic")?;

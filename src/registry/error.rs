@@ -34,9 +34,9 @@ pub enum RegistryError {
     TooLarge { limit: u64 },
     #[error("digest mismatch: expected {expected}, computed {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
-    #[error("rate limited by the registry (retry after {retry_after:?})")]
+    #[error("rate limited by the registry{}", after(retry_after))]
     RateLimited { retry_after: Option<Duration> },
-    #[error("registry server error {status} (retry after {retry_after:?})")]
+    #[error("registry server error {status}{}", after(retry_after))]
     Server {
         status: u16,
         retry_after: Option<Duration>,
@@ -46,7 +46,7 @@ pub enum RegistryError {
     Rejected { status: u16, message: String },
     #[error("registry request timed out")]
     Timeout,
-    #[error("registry transport error: {0}")]
+    #[error("registry transport error: {}", chain(.0))]
     Transport(#[source] reqwest::Error),
     #[error("invalid repository name `{0}`")]
     InvalidRepository(String),
@@ -240,6 +240,29 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
         at.duration_since(now).unwrap_or(Duration::ZERO)
     };
     Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// ` (retry after 2s)` when the registry said so, nothing otherwise.
+fn after(retry_after: &Option<Duration>) -> String {
+    retry_after
+        .map(|d| format!(" (retry after {}s)", d.as_secs()))
+        .unwrap_or_default()
+}
+
+/// reqwest's message plus its causes ("error sending request: connection refused"), so dead-letter
+/// reasons say what actually failed.
+fn chain(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 #[cfg(test)]
