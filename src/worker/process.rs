@@ -144,6 +144,18 @@ impl JobError {
     }
 }
 
+/// What fetching and building produced (a short-lived return value, one per job: size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Built {
+    /// Schema1 or an artifact: nothing to map.
+    Unsupported(Processed),
+    Ready {
+        image: Image,
+        children: Vec<Image>,
+        digest: Digest,
+    },
+}
+
 /// Everything one job needs: config, a client per registry, the sink.
 pub struct Processor {
     pub config: Arc<Config>,
@@ -198,6 +210,85 @@ impl Processor {
             Some(d) => Reference::Digest(d.clone()),
             None => Reference::Tag(req.tag.clone()),
         };
+        // The stream's current tag is read while the registry is: one round trip less per job. Later
+        // rounds (after a 409) re-read it.
+        let (built, first_read) = tokio::join!(
+            self.fetch_and_build(client, req, &reference, &target),
+            self.sink
+                .current_tag(&target.namespace, &target.stream, &req.tag),
+        );
+        let (image, children, digest) = match built? {
+            Built::Unsupported(p) => return Ok(p),
+            Built::Ready {
+                image,
+                children,
+                digest,
+            } => (image, children, digest),
+        };
+        let mut first_read = Some(first_read);
+        let wanted = TagEventRef {
+            image: image.metadata.name.clone(),
+            docker_image_reference: image.docker_image_reference.clone(),
+        };
+        let mapping = openshift::build_mapping(&target.namespace, &target.stream, &req.tag, image);
+        let mut processed = Processed {
+            outcome: Outcome::Unchanged,
+            target: Some(target.clone()),
+            digest: Some(digest),
+            mapping: Some(mapping),
+        };
+        let Some(mapping) = processed.mapping.as_ref() else {
+            return Ok(processed);
+        };
+
+        for round in 0..=CONFLICT_REDECIDES {
+            let current = match first_read.take() {
+                Some(read) => read?,
+                None => {
+                    self.sink
+                        .current_tag(&target.namespace, &target.stream, &req.tag)
+                        .await?
+                }
+            };
+            if current.as_ref() == Some(&wanted) {
+                processed.outcome = Outcome::Unchanged;
+                return Ok(processed);
+            }
+            if self.dry_run {
+                processed.outcome = Outcome::DryRun;
+                return Ok(processed);
+            }
+            if round == 0 {
+                for child in &children {
+                    self.sink.create_image(child).await?;
+                }
+            }
+            match self
+                .sink
+                .create_mapping(mapping, target.create_stream)
+                .await
+            {
+                Ok(()) => {
+                    processed.outcome = Outcome::Created;
+                    return Ok(processed);
+                }
+                Err(SinkError::Conflict { .. }) if round < CONFLICT_REDECIDES => continue,
+                Err(SinkError::Conflict { .. }) => return Err(JobError::KeptConflicting),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(JobError::KeptConflicting)
+    }
+
+    /// Resolve the reference at the registry, verify, and build the Image (and child Images of a list).
+    async fn fetch_and_build(
+        &self,
+        client: &RegistryClient,
+        req: &Request,
+        reference: &Reference,
+        target: &Target,
+    ) -> Result<Built, JobError> {
+        let reference = reference.clone();
         let mut fetched = fetch_with_unknown_retries(client, &req.repository, &reference).await?;
         if let (Reference::Tag(_), Some(expected)) = (&reference, &req.expected) {
             for delay in TAG_CATCH_UP_DELAYS {
@@ -221,9 +312,9 @@ impl Processor {
             match manifest::parse_manifest(&fetched.bytes, fetched.content_type.as_deref())? {
                 Manifest::Unsupported { reason } => {
                     let mut p = Processed::ignored(reason, unsupported_label(reason));
-                    p.target = Some(target);
+                    p.target = Some(target.clone());
                     p.digest = Some(fetched.digest);
-                    return Ok(p);
+                    return Ok(Built::Unsupported(p));
                 }
                 Manifest::Image(m) => {
                     let image = self
@@ -255,54 +346,11 @@ impl Processor {
                     (image, children)
                 }
             };
-        let wanted = TagEventRef {
-            image: image.metadata.name.clone(),
-            docker_image_reference: image.docker_image_reference.clone(),
-        };
-        let mapping = openshift::build_mapping(&target.namespace, &target.stream, &req.tag, image);
-        let mut processed = Processed {
-            outcome: Outcome::Unchanged,
-            target: Some(target.clone()),
-            digest: Some(fetched.digest),
-            mapping: Some(mapping),
-        };
-        let Some(mapping) = processed.mapping.as_ref() else {
-            return Ok(processed);
-        };
-
-        for round in 0..=CONFLICT_REDECIDES {
-            let current = self
-                .sink
-                .current_tag(&target.namespace, &target.stream, &req.tag)
-                .await?;
-            if current.as_ref() == Some(&wanted) {
-                processed.outcome = Outcome::Unchanged;
-                return Ok(processed);
-            }
-            if self.dry_run {
-                processed.outcome = Outcome::DryRun;
-                return Ok(processed);
-            }
-            if round == 0 {
-                for child in &children {
-                    self.sink.create_image(child).await?;
-                }
-            }
-            match self
-                .sink
-                .create_mapping(mapping, target.create_stream)
-                .await
-            {
-                Ok(()) => {
-                    processed.outcome = Outcome::Created;
-                    return Ok(processed);
-                }
-                Err(SinkError::Conflict { .. }) if round < CONFLICT_REDECIDES => continue,
-                Err(SinkError::Conflict { .. }) => return Err(JobError::KeptConflicting),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(JobError::KeptConflicting)
+        Ok(Built::Ready {
+            image,
+            children,
+            digest: fetched.digest,
+        })
     }
 
     async fn build_image(
