@@ -6,12 +6,12 @@
 
 pub mod process;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -85,13 +85,16 @@ pub async fn run(
         if available > 0 {
             let now = now_ms();
             let busy = lock(&in_flight).clone();
+            // Each candidate's key is computed once: the chosen jobs take theirs from `keys`.
             let mut taken: HashSet<String> = HashSet::new();
+            let mut keys: HashMap<u64, String> = HashMap::new();
             let jobs = queue.ready_jobs(now, available, |job| {
                 let key = job_key(&processor, job);
                 if busy.contains(&key) || taken.contains(&key) {
                     true
                 } else {
-                    taken.insert(key);
+                    taken.insert(key.clone());
+                    keys.insert(job.id, key);
                     false
                 }
             });
@@ -99,7 +102,9 @@ pub async fn run(
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     break;
                 };
-                let key = job_key(&processor, &job);
+                let key = keys
+                    .remove(&job.id)
+                    .unwrap_or_else(|| job_key(&processor, &job));
                 lock(&in_flight).insert(key.clone());
                 let processor = processor.clone();
                 let queue = queue.clone();
@@ -109,9 +114,12 @@ pub async fn run(
                     repository = %job.event.repository, tag = %job.event.tag);
                 tasks.spawn(
                     async move {
-                        run_job(&processor, &queue, job, max_attempts).await;
+                        let slot = Slot {
+                            _permit: permit,
+                            wake: wake.clone(),
+                        };
+                        run_job(&processor, &queue, job, max_attempts, slot).await;
                         lock(&in_flight).remove(&key);
-                        drop(permit);
                         wake.notify_one();
                     }
                     .instrument(span),
@@ -163,6 +171,18 @@ pub async fn run(
     }
 }
 
+/// A worker slot: returning it wakes the scheduling loop so the slot is reused at once.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    wake: Arc<Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
@@ -171,10 +191,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Process one queued job and record its end in the queue, the metrics and the log.
-pub async fn run_job(processor: &Processor, queue: &Queue, job: Job, max_attempts: u32) {
+///
+/// The worker slot is released as soon as the registry and cluster work is done, before the
+/// queue commit is awaited: the commit is a shared fsync, and another tag's job can use the slot meanwhile.
+/// The caller keeps the job's tag key busy until this returns, so the same tag still never runs twice at
+/// once, and at most `2 × concurrency` jobs exist (half of them only waiting for their commit).
+pub async fn run_job(
+    processor: &Processor,
+    queue: &Queue,
+    job: Job,
+    max_attempts: u32,
+    slot: Slot,
+) {
     let started = Instant::now();
     let req = request_of(&job);
     let result = processor.process(&req).await;
+    drop(slot);
     let metrics = &processor.metrics;
     let duration_ms = started.elapsed().as_millis() as u64;
     let event = &job.event;
