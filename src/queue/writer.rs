@@ -5,13 +5,19 @@
 //! error, and that aborts the whole group (nobody is answered `Ok` for anything not committed). The
 //! in-memory mirror changes only after the commit returned. This file must not be called from async code
 //! directly: it blocks on fsync and runs on its own thread.
+//!
+//! Only what must survive a crash is fsync'd before it is answered: enqueues (the 2xx of a notification),
+//! dead letters and their retries. A group of nothing but completions and reschedules is committed without
+//! an fsync; losing one to a crash only runs that job again, which the level-triggered worker answers with
+//! `unchanged`. Such commits are made durable by the next durable commit, by a flush at most
+//! [`LAZY_WINDOW`] later, after [`LAZY_MAX`] of them, and at shutdown.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
-use std::time::Instant;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
-use redb::{Database, WriteTransaction};
+use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::stage::{self, Op, Staged, Staging, Tables};
@@ -23,6 +29,10 @@ use crate::event::{PushEvent, now_ms};
 const MAX_GROUP: usize = 4096;
 /// Expired seen ids are pruned in every this-many commits (and at open).
 const PRUNE_EVERY: u64 = 256;
+/// A non-durable commit is flushed to disk at most this long after it was made.
+const LAZY_WINDOW: Duration = Duration::from_millis(200);
+/// At most this many non-durable commits in a row (redb reuses their pages only after a durable one).
+const LAZY_MAX: u32 = 64;
 
 type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
 
@@ -93,8 +103,26 @@ pub(super) fn run(core: Arc<Core>, db: Arc<Database>, requests: Receiver<Request
         db,
         next_id,
         commits_since_prune: 0,
+        lazy_commits: 0,
+        last_durable: Instant::now(),
     };
-    while let Ok(first) = requests.recv() {
+    loop {
+        let first = if writer.lazy_commits > 0 {
+            let wait = LAZY_WINDOW.saturating_sub(writer.last_durable.elapsed());
+            match requests.recv_timeout(wait) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => {
+                    writer.flush();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match requests.recv() {
+                Ok(r) => r,
+                Err(_) => break,
+            }
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match requests.try_recv() {
@@ -114,12 +142,14 @@ pub(super) fn run(core: Arc<Core>, db: Arc<Database>, requests: Receiver<Request
             writer.commit_group(work);
         }
         if !stops.is_empty() {
+            writer.flush();
             for stop in stops {
                 let _ = stop.send(());
             }
-            break;
+            return;
         }
     }
+    writer.flush();
 }
 
 struct Writer {
@@ -127,6 +157,9 @@ struct Writer {
     db: Arc<Database>,
     next_id: u64,
     commits_since_prune: u64,
+    /// Commits made without an fsync since the last durable one.
+    lazy_commits: u32,
+    last_durable: Instant,
 }
 
 impl Writer {
@@ -136,11 +169,18 @@ impl Writer {
         let now = now_ms();
         let mut staged = Staged::default();
         let mut deferred: Vec<Deferred> = Vec::with_capacity(size);
+        let durable = work.iter().any(Work::must_be_durable)
+            || self.lazy_commits + 1 >= LAZY_MAX
+            || self.last_durable.elapsed() >= LAZY_WINDOW;
         let mut work = work.into_iter();
         let mut committed = false;
         let failure = match self.db.begin_write() {
             Err(e) => Some(QueueError::from(e)),
-            Ok(txn) => {
+            Ok(mut txn) => {
+                if !durable {
+                    // Refused only when persistent savepoints changed, which the queue never makes.
+                    let _ = txn.set_durability(Durability::None);
+                }
                 let failure = self.stage_all(&txn, &mut work, &mut staged, &mut deferred, now);
                 match failure {
                     None if staged.wrote => {
@@ -163,6 +203,12 @@ impl Writer {
             None => {
                 if committed {
                     self.core.commits.fetch_add(1, Ordering::Relaxed);
+                    if durable {
+                        self.lazy_commits = 0;
+                        self.last_durable = Instant::now();
+                    } else {
+                        self.lazy_commits += 1;
+                    }
                 }
                 self.publish(staged);
                 tracing::debug!(
@@ -177,6 +223,25 @@ impl Writer {
         }
         for answer in deferred {
             answer(failure.as_ref());
+        }
+    }
+
+    /// Make every non-durable commit so far durable: an empty transaction committed with an fsync.
+    fn flush(&mut self) {
+        if self.lazy_commits == 0 {
+            return;
+        }
+        let result = match self.db.begin_write() {
+            Ok(txn) => txn.commit().map_err(QueueError::from),
+            Err(e) => Err(QueueError::from(e)),
+        };
+        match result {
+            Ok(()) => {
+                self.lazy_commits = 0;
+                self.last_durable = Instant::now();
+            }
+            // Nothing acknowledged depends on it; the next durable commit or flush tries again.
+            Err(e) => tracing::warn!(error = %e, "queue flush failed"),
         }
     }
 
@@ -252,6 +317,14 @@ impl Writer {
 }
 
 impl Work {
+    /// Whether the request's answer promises the write survives a crash.
+    fn must_be_durable(&self) -> bool {
+        match self {
+            Work::Enqueue { .. } | Work::Bury { .. } | Work::RetryDead { .. } => true,
+            Work::Complete { .. } | Work::Reschedule { .. } => false,
+        }
+    }
+
     /// The answer for a request the group never reached: only ever sent with the group's failure.
     fn unstaged(self) -> Deferred {
         match self {
