@@ -232,6 +232,22 @@ pub(crate) mod test_support {
         }
     }
 
+    /// Asserts that each body's first notice is ignored with the expected reason.
+    pub fn assert_first_ignored(
+        parse: impl Fn(Origin<'_>, &[u8]) -> Result<Vec<Notice>, super::ParseError>,
+        cases: Vec<(Vec<u8>, &str)>,
+    ) {
+        for (body, want) in cases {
+            let notices = parse(ORIGIN, &body).expect("parse");
+            assert_eq!(
+                reason(&notices[0]),
+                want,
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+
     /// A fixture as JSON, with `edit` applied (the unit tests vary one field at a time).
     pub fn edited(fixture: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
         let mut v: serde_json::Value = serde_json::from_slice(fixture).expect("fixture json");

@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use super::{event, event_ids, open};
@@ -63,24 +63,44 @@ fn crash_child_acks_events_until_killed() {
     });
 }
 
-#[test]
-fn every_acknowledged_event_survives_kill_9() {
-    const KILL_AFTER: usize = 300;
-    let dir = tempfile::tempdir().unwrap();
+/// Re-executes this test binary to run only the ignored child test `name`, with its stdout piped.
+fn spawn_child(name: &str, dir: &Path) -> (Child, ChildStdout) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            CRASH_CHILD,
+            name,
             "--exact",
             "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CRASH_DIR_ENV, dir.path())
+        .env(CRASH_DIR_ENV, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    (child, stdout)
+}
+
+/// The event ids pending in the store at `dir` once it is reopened.
+fn pending_after_reopen(dir: &Path) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (queue, _) = open(dir, 10_000_000);
+        let pending = event_ids(&queue);
+        queue.shutdown().await;
+        pending
+    })
+}
+
+#[test]
+fn every_acknowledged_event_survives_kill_9() {
+    const KILL_AFTER: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, stdout) = spawn_child(CRASH_CHILD, dir.path());
     let (lines_tx, lines) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -112,16 +132,8 @@ fn every_acknowledged_event_survives_kill_9() {
         acked.len()
     );
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let pending = runtime.block_on(async {
-        let (queue, _) = open(dir.path(), 10_000_000);
-        let pending: std::collections::HashSet<String> = event_ids(&queue).into_iter().collect();
-        queue.shutdown().await;
-        pending
-    });
+    let pending: std::collections::HashSet<String> =
+        pending_after_reopen(dir.path()).into_iter().collect();
     println!(
         "{} events acknowledged before kill -9, {} pending after reopen",
         acked.len(),
@@ -176,20 +188,7 @@ fn flush_child_completes_then_idles() {
 #[test]
 fn completions_are_durable_within_the_flush_window() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            FLUSH_CHILD,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CRASH_DIR_ENV, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let (mut child, stdout) = spawn_child(FLUSH_CHILD, dir.path());
     let mut said = false;
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
@@ -204,16 +203,7 @@ fn completions_are_durable_within_the_flush_window() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut pending = runtime.block_on(async {
-        let (queue, _) = open(dir.path(), 100);
-        let pending = event_ids(&queue);
-        queue.shutdown().await;
-        pending
-    });
+    let mut pending = pending_after_reopen(dir.path());
     pending.sort();
     assert_eq!(pending, vec!["e5", "e6", "e7", "e8", "e9"]);
 }
