@@ -8,6 +8,7 @@
 
 use serde::Deserialize;
 
+use super::distribution::Target;
 use super::{Origin, ParseError, PushFields, push_notice};
 use crate::event::Notice;
 use crate::manifest::is_manifest_media_type;
@@ -20,15 +21,6 @@ struct Event {
     action: String,
     #[serde(default)]
     target: Target,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Target {
-    media_type: Option<String>,
-    digest: Option<String>,
-    repository: Option<String>,
-    tag: Option<String>,
 }
 
 /// Parse an ACR webhook body.

@@ -29,13 +29,14 @@ struct Event {
     target: Target,
 }
 
+/// An event's `target`; ACR sends the same object without distribution's envelope.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct Target {
-    media_type: Option<String>,
-    digest: Option<String>,
-    repository: Option<String>,
-    tag: Option<String>,
+pub(super) struct Target {
+    pub(super) media_type: Option<String>,
+    pub(super) digest: Option<String>,
+    pub(super) repository: Option<String>,
+    pub(super) tag: Option<String>,
 }
 
 /// Parse a distribution envelope into one notice per event.
