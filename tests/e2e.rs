@@ -4,6 +4,9 @@
 
 mod support;
 
+#[path = "e2e/cluster_faults.rs"]
+mod cluster_faults;
+
 use std::collections::HashSet;
 use std::time::Duration;
 

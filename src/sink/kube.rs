@@ -201,10 +201,20 @@ impl KubeSink {
         kubeconfig: Option<&Path>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SinkError> {
+        Self::with_read_timeout(kubeconfig, metrics, READ_TIMEOUT).await
+    }
+
+    /// [`KubeSink::from_kubeconfig`] with another read timeout (a request whose answer does not start
+    /// within it fails as a retryable transport error).
+    pub(crate) async fn with_read_timeout(
+        kubeconfig: Option<&Path>,
+        metrics: Arc<Metrics>,
+        read_timeout: Duration,
+    ) -> Result<Self, SinkError> {
         let mut config = load_config(kubeconfig).await?;
         config.default_retry = false;
         if config.read_timeout.is_none() {
-            config.read_timeout = Some(READ_TIMEOUT);
+            config.read_timeout = Some(read_timeout);
             config.reset_reader_on_write = true;
         }
         let client = kube::Client::try_from(config)

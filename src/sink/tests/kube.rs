@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::config::{ClusterConfig, SinkKind};
 use crate::metrics::Metrics;
 use crate::openshift::{Image, ObjectMeta, build_mapping};
-use crate::sink::{Sink, SinkError, TagEventRef};
+use crate::sink::{KubeSink, Sink, SinkError, TagEventRef};
 
 const TOKEN: &str = "s3cret-token";
 const API: &str = "/apis/image.openshift.io/v1";
@@ -365,6 +365,33 @@ async fn an_unreachable_cluster_is_a_retryable_transport_error_and_not_an_answer
     assert!(err.is_retryable());
     assert_eq!(sink.last_answer_ms(), 0);
     assert!(metrics.encode().contains(r#"op="get_stream",code="error""#));
+}
+
+#[actix_web::test]
+async fn a_cluster_that_never_answers_times_out_as_a_retryable_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // The kernel completes connections on the listener's backlog; nothing ever reads or answers them.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    write_kubeconfig(dir.path(), &format!("http://127.0.0.1:{port}"), TOKEN);
+    let metrics = Arc::new(Metrics::new());
+    let sink = KubeSink::with_read_timeout(
+        Some(&dir.path().join("kubeconfig")),
+        metrics.clone(),
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap();
+
+    let err = sink
+        .create_mapping(&mapping_for("team"), true)
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, SinkError::Transport(_)), "{err:?}");
+    assert!(err.is_retryable());
+    assert_eq!(sink.last_answer_ms(), 0);
+    drop(silent);
 }
 
 #[actix_web::test]

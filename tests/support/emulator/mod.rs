@@ -105,6 +105,8 @@ pub struct Recorded {
     pub query: String,
     pub status: u16,
     pub body: Value,
+    /// When the request was answered (or dropped).
+    pub at: std::time::Instant,
 }
 
 struct Token {

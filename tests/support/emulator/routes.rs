@@ -74,6 +74,7 @@ fn record(shared: &Shared, req: &Request, code: u16) {
         query: req.query.clone(),
         status: code,
         body,
+        at: std::time::Instant::now(),
     });
 }
 

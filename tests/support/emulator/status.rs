@@ -263,6 +263,18 @@ pub fn for_code(code: u16) -> Reply {
             "NotFound",
             "the server could not find the requested resource",
         ),
+        422 => {
+            return failure(
+                code,
+                "Invalid",
+                "ImageStreamMapping.image.openshift.io \"app\" is invalid: image.dockerImageReference: \
+                 Forbidden: registry \"example.com\" not allowed by whitelist",
+                json!({"name": "app", "group": GROUP, "kind": "ImageStreamMapping", "causes": [{
+                    "reason": "FieldValueForbidden",
+                    "message": "Forbidden: registry \"example.com\" not allowed by whitelist",
+                    "field": "image.dockerImageReference"}]}),
+            );
+        }
         _ => ("", "injected fault"),
     };
     failure(code, reason, message, json!({}))
