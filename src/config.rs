@@ -333,6 +333,18 @@ pub enum SourceType {
 }
 
 impl SourceType {
+    /// Every source type, for tests and fuzzing that must cover them all.
+    pub const ALL: [SourceType; 8] = [
+        Self::Distribution,
+        Self::Harbor,
+        Self::Quay,
+        Self::Dockerhub,
+        Self::Github,
+        Self::Cloudevents,
+        Self::Acr,
+        Self::Artifactory,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Distribution => "distribution",

@@ -122,17 +122,6 @@ fn parse_notification(body: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-const ALL_SOURCE_TYPES: &[SourceType] = &[
-    SourceType::Distribution,
-    SourceType::Harbor,
-    SourceType::Quay,
-    SourceType::Dockerhub,
-    SourceType::Github,
-    SourceType::Cloudevents,
-    SourceType::Acr,
-    SourceType::Artifactory,
-];
-
 /// Headers the header-reading formats (GitHub, CloudEvents binary mode) look at.
 fn request_headers() -> impl Strategy<Value = RequestHeaders> {
     let pair = (
@@ -280,7 +269,7 @@ proptest! {
             prop::collection::vec(any::<u8>(), 0..1024),
             json_value().prop_map(|v| serde_json::to_vec(&v).expect("json")),
         ],
-        kind in prop::sample::select(ALL_SOURCE_TYPES),
+        kind in prop::sample::select(&SourceType::ALL[..]),
         headers in request_headers(),
     ) {
         if let Ok(notices) = sources::parse_request(kind, ORIGIN, &headers, &body) {

@@ -18,17 +18,6 @@ const ORIGIN: Origin<'static> = Origin {
     received_at_ms: 1,
 };
 
-const TYPES: [SourceType; 8] = [
-    SourceType::Distribution,
-    SourceType::Harbor,
-    SourceType::Quay,
-    SourceType::Dockerhub,
-    SourceType::Github,
-    SourceType::Cloudevents,
-    SourceType::Acr,
-    SourceType::Artifactory,
-];
-
 fn headers(preset: u8) -> RequestHeaders {
     let pairs: &[(&str, &str)] = match preset % 4 {
         1 => &[("X-GitHub-Event", "package"), ("X-GitHub-Delivery", "d-1")],
@@ -51,7 +40,7 @@ fuzz_target!(|input: &[u8]| {
     let [kind, preset, body @ ..] = input else {
         return;
     };
-    let kind = TYPES[usize::from(*kind) % TYPES.len()];
+    let kind = SourceType::ALL[usize::from(*kind) % SourceType::ALL.len()];
     let Ok(notices) = sources::parse_request(kind, ORIGIN, &headers(*preset), body) else {
         return;
     };
